@@ -1,0 +1,339 @@
+"""Building blocks of the stack-config schema, shared by every target.
+
+Keys are camelCase in stack files (Pulumi's convention) and snake_case in Python.
+Defaults are the safe choice: encryption on, public access off, GPU pools scale to zero.
+Each target's own block lives beside its provisioning code in ``infra/clouds/<target>.py``
+and subclasses :class:`TargetConfig`; ``infra/stack.py`` assembles the whole schema.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from infra import versions
+
+
+class ConfigModel(BaseModel):
+    """Base of every config block: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
+
+
+# --- reusable field types -------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-safe name: use lowercase letters, digits and '-', "
+            "start with a letter, end with a letter or digit, at most 63 characters"
+        )
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity: expected e.g. '500m', '4', '16Gi'")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR block: expected e.g. '10.0.0.0/16'") from None
+    return value
+
+
+def _kubernetes_version(value: str) -> str:
+    match = re.fullmatch(r"1\.(\d+)", value)
+    if not match or int(match.group(1)) < 30:
+        raise ValueError(
+            f"{value!r} is not a supported Kubernetes minor version: expected '1.30' or later, e.g. '1.34'"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+KubernetesVersion = Annotated[str, AfterValidator(_kubernetes_version)]
+
+
+class SecretRef(ConfigModel):
+    """A value encrypted by ``pulumi config set --secret``; the stack file holds only ciphertext."""
+
+    secure: str
+
+
+def _secret(value: Any, info: ValidationInfo) -> SecretRef | str:
+    # Under `pulumi up` secrets arrive decrypted; in a stack file they must be ciphertext.
+    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+        return SecretRef(secure=value["secure"])
+    if isinstance(value, str):
+        if (info.context or {}).get("source") == "pulumi":
+            return value
+        raise ValueError(
+            "secrets may not be written in plain text: store it with "
+            "`pulumi config set --secret --path '<key>' <value>`"
+        )
+    raise ValueError("expected a pulumi secret: {secure: <ciphertext>} written by `pulumi config set --secret`")
+
+
+Secret = Annotated[SecretRef | str, PlainValidator(_secret, json_schema_input_type=SecretRef)]
+
+
+# --- node pools ------------------------------------------------------------------------
+
+
+class Taint(ConfigModel):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class GpuSpec(ConfigModel):
+    """GPUs per node. ``type`` is cloud-neutral (t4, l4, a10g, a100, h100, ...); each target maps it."""
+
+    type: str
+    count: int = Field(1, ge=1, le=16)
+
+
+class NodePool(ConfigModel):
+    """One autoscaling group of identical nodes.
+
+    minSize defaults to 0 for GPU pools (they cost money idle) and 1 for CPU pools.
+    Changing machineType or gpu replaces the pool's nodes.
+    """
+
+    name: DnsLabel
+    machine_type: str | None = None
+    min_size: int = Field(ge=0)
+    max_size: int = Field(ge=1, le=1000)
+    spot: bool = False
+    gpu: GpuSpec | None = None
+    disk_size_gb: int = Field(100, ge=20, le=4096)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_pools_start_at_zero(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "minSize" not in data:
+            data = {**data, "minSize": 0 if data.get("gpu") else 1}
+        return data
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> NodePool:
+        if self.min_size > self.max_size:
+            raise ValueError(f"minSize ({self.min_size}) must not be greater than maxSize ({self.max_size})")
+        return self
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not _LABEL_NAME.match(key):
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label name")
+            if not _LABEL_VALUE.match(value):
+                raise ValueError(f"label {key!r} has value {value!r}, which is not a valid Kubernetes label value")
+        return labels
+
+
+# --- object storage --------------------------------------------------------------------
+
+
+class ObjectStorage(ConfigModel):
+    """The platform bucket: feature tables, model artifacts, request logs, pipeline roots."""
+
+    bucket: str
+    versioning: bool = True
+    encryption: bool = True
+    block_public_access: bool = True
+    noncurrent_version_days: int = Field(30, ge=1, description="delete overwritten object versions after N days")
+    retention_days: int | None = Field(None, ge=1, description="delete objects after N days; unset keeps them")
+    force_destroy: bool = Field(False, description="let `pulumi destroy` delete a non-empty bucket")
+
+
+# --- platform components ---------------------------------------------------------------
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+class Component(ConfigModel):
+    enabled: bool = True
+    version: str
+
+
+class GpuPlugin(Component):
+    version: str = versions.NVIDIA_DEVICE_PLUGIN
+
+
+class SparkOperator(Component):
+    version: str = versions.SPARK_OPERATOR
+
+
+class KubeflowPipelines(Component):
+    version: str = versions.KUBEFLOW_PIPELINES
+
+
+class SeldonCore(Component):
+    """Seldon Core v1. Versions after 1.17.1 are under the Business Source License 1.1."""
+
+    version: str = versions.SELDON_CORE
+    accept_license: Literal["BSL-1.1"] | None = Field(
+        None, description="set to 'BSL-1.1' to run a Seldon Core release newer than 1.17.1"
+    )
+
+    @model_validator(mode="after")
+    def _licence_gate(self) -> SeldonCore:
+        newer_than_apache = _version_tuple(self.version) > _version_tuple(versions.SELDON_CORE_LAST_APACHE)
+        if self.enabled and newer_than_apache and self.accept_license != "BSL-1.1":
+            raise ValueError(
+                f"Seldon Core {self.version} is licensed under the Business Source License 1.1 "
+                f"(only {versions.SELDON_CORE_LAST_APACHE} and older are Apache-2.0); "
+                "set acceptLicense: BSL-1.1 to use it, or keep the default version"
+            )
+        return self
+
+
+class Mlflow(Component):
+    version: str = versions.MLFLOW
+    database_url: Secret | None = Field(
+        None, description="a managed PostgreSQL URL; unset runs PostgreSQL in the cluster"
+    )
+
+
+class Monitoring(Component):
+    version: str = versions.KUBE_PROMETHEUS_STACK
+
+
+class Platform(ConfigModel):
+    gpu_plugin: GpuPlugin = GpuPlugin()
+    spark_operator: SparkOperator = SparkOperator()
+    kubeflow_pipelines: KubeflowPipelines = KubeflowPipelines()
+    seldon_core: SeldonCore = SeldonCore()
+    mlflow: Mlflow = Mlflow()
+    monitoring: Monitoring = Monitoring()
+
+
+# --- teams -----------------------------------------------------------------------------
+
+
+class Quotas(ConfigModel):
+    """Namespace ResourceQuota: requests, GPUs and persistent storage for one team."""
+
+    cpu: Quantity = "8"
+    memory: Quantity = "32Gi"
+    gpu: int = Field(0, ge=0, description="requests.nvidia.com/gpu")
+    storage: Quantity = "200Gi"
+
+
+class Team(ConfigModel):
+    """A self-service workspace: namespace, quotas, RBAC, identity and a storage prefix."""
+
+    name: DnsLabel
+    members: list[str] = Field(default_factory=list, description="users given edit rights in the namespace")
+    groups: list[str] = Field(default_factory=list, description="identity-provider groups given edit rights")
+    quotas: Quotas = Quotas()
+
+
+# --- cluster -----------------------------------------------------------------------------
+
+
+class Kubernetes(ConfigModel):
+    version: KubernetesVersion = versions.KUBERNETES
+
+
+# --- the target contract on the config side ------------------------------------------------
+
+
+class TargetConfig(ConfigModel):
+    """Base of each target's own config block (``aws:``, ``gcp:``, ...).
+
+    A target fills in the class-level facts below; the shared checks use them, so no
+    other module needs to know which target it is looking at.
+    """
+
+    # Cloud-neutral GPU type -> regex its machine types match. Empty: no GPU nodes.
+    gpu_machine_types: ClassVar[dict[str, str]] = {}
+    # Regex and description for node-pool names, which clouds restrict further than DNS.
+    pool_name_rule: ClassVar[tuple[str, str]] = (_DNS_LABEL.pattern, "a DNS-safe name")
+    # Whether this target provisions nodes (and so needs machine types and a system pool).
+    provisions_nodes: ClassVar[bool] = True
+    # Tools `pulumi up` needs on this target beyond pulumi/kubectl/helm, e.g. ("aws",).
+    required_tools: ClassVar[tuple[str, ...]] = ()
+
+    def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
+        """Why `pulumi up` would find no credentials for this target, or None. Looks, never calls out."""
+        return None
+
+    def bucket_name_problem(self, name: str) -> str | None:
+        """Why ``name`` is not a valid bucket name here, or None. S3/GCS rules by default."""
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name) or ".." in name:
+            return (
+                f"{name!r} is not a valid bucket name: 3-63 lowercase letters, digits, '-' or '.', "
+                "starting and ending with a letter or digit"
+            )
+        return None
+
+    def node_pool_problems(self, pool: NodePool) -> list[tuple[str, str]]:
+        """Problems with one pool on this target, as (field, message) pairs."""
+        problems: list[tuple[str, str]] = []
+        pattern, description = self.pool_name_rule
+        if not re.fullmatch(pattern, pool.name):
+            problems.append(
+                ("name", f"{pool.name!r} is not a valid node pool name on this target: expected {description}")
+            )
+        if self.provisions_nodes and not pool.machine_type:
+            problems.append(("machineType", "is required on this target"))
+        if pool.gpu:
+            problems.extend(self._gpu_problems(pool))
+        return problems
+
+    def _gpu_problems(self, pool: NodePool) -> list[tuple[str, str]]:
+        gpu = pool.gpu
+        assert gpu is not None
+        if not self.gpu_machine_types:
+            return [("gpu", "this target has no GPU nodes; remove gpu from this pool")]
+        if gpu.type not in self.gpu_machine_types:
+            offered = ", ".join(sorted(self.gpu_machine_types))
+            return [("gpu.type", f"GPU type {gpu.type!r} is not offered on this target; expected one of: {offered}")]
+        if pool.machine_type and not re.match(self.gpu_machine_types[gpu.type], pool.machine_type):
+            return [
+                (
+                    "machineType",
+                    f"{pool.machine_type!r} does not carry {gpu.type} GPUs; "
+                    f"expected a machine type matching {self.gpu_machine_types[gpu.type]!r}",
+                )
+            ]
+        return []
+
+
+def cidr_overlaps(*cidrs: str) -> list[tuple[str, str]]:
+    """Pairs of CIDR blocks that overlap."""
+    networks = [ipaddress.ip_network(c) for c in cidrs]
+    return [(str(a), str(b)) for i, a in enumerate(networks) for b in networks[i + 1 :] if a.overlaps(b)]

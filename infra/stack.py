@@ -1,0 +1,329 @@
+"""The whole stack-config schema, and the one way to load it: from a stack file or from Pulumi.
+
+Every problem is reported with the stack file, the key path as written in the file
+(``mlkit:nodePools[1].maxSize``) and what was expected; all problems at once, not the first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from infra.clouds import TARGETS, AwsConfig, AzureConfig, ExistingConfig, GcpConfig, KindConfig
+from infra.config import ConfigModel, Kubernetes, NodePool, ObjectStorage, Platform, TargetConfig, Team
+
+PROJECT = "mlkit"  # the Pulumi project name, and so the config namespace: `mlkit:target`
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STACKS_DIR = REPO_ROOT / "stacks"
+
+# Namespaces a stack file may set besides ours: Pulumi's own and the providers the kit uses.
+OTHER_NAMESPACES = {"pulumi", "aws", "gcp", "azure-native", "kubernetes", "command", "random", "tls"}
+STACK_FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
+# Namespaces the platform itself owns; a team by such a name would collide with them.
+RESERVED_NAMESPACES = {"default", "mlkit-system", "monitoring", "kubeflow", "seldon-system", "spark-operator", "mlflow"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # as written in the stack file, e.g. "mlkit:nodePools[1].maxSize"; "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class StackConfigError(Exception):
+    """A stack's config is invalid. ``problems`` lists each one with its key path."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {count}\n{lines}")
+
+
+class _CrossFieldProblems(Exception):
+    """Raised from inside validation; not a ValueError, so pydantic lets it through intact."""
+
+    def __init__(self, problems: list[tuple[tuple, str]]):
+        self.problems = problems
+
+
+class StackConfig(ConfigModel):
+    """The ``mlkit:`` namespace of a stack file."""
+
+    target: Literal["aws", "gcp", "azure", "kind", "existing"]
+    kubernetes: Kubernetes = Kubernetes()
+    node_pools: list[NodePool] = Field(default_factory=list)
+    storage: ObjectStorage
+    platform: Platform = Platform()
+    teams: list[Team] = Field(default_factory=list)
+    aws: AwsConfig | None = None
+    gcp: GcpConfig | None = None
+    azure: AzureConfig | None = None
+    kind: KindConfig | None = None
+    existing: ExistingConfig | None = None
+
+    @property
+    def cluster(self) -> TargetConfig:
+        """The selected target's own block."""
+        block = getattr(self, self.target)
+        assert block is not None, "validation guarantees the target's block"
+        return block
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> StackConfig:
+        problems = list(self._target_problems()) + list(self._name_problems()) + list(self._gpu_quota_problems())
+        if problems:
+            raise _CrossFieldProblems(problems)
+        return self
+
+    def _target_problems(self):
+        for other in TARGETS:
+            if other != self.target and getattr(self, other) is not None:
+                yield (
+                    (other,),
+                    f"is the block of target {other!r}, but target is {self.target!r}: remove it or set target: {other}",
+                )
+        block = getattr(self, self.target)
+        if block is None:
+            yield (self.target,), f"is required when target is {self.target!r}"
+            return
+        for i, pool in enumerate(self.node_pools):
+            for field, message in block.node_pool_problems(pool):
+                yield ("nodePools", i, *field.split(".")), message
+        if block.provisions_nodes and not any(p.gpu is None and p.min_size >= 1 for p in self.node_pools):
+            yield ("nodePools",), "needs at least one CPU pool (no gpu) with minSize >= 1 to run system pods"
+        if problem := block.bucket_name_problem(self.storage.bucket):
+            yield ("storage", "bucket"), problem
+
+    def _name_problems(self):
+        for key, items in (("nodePools", self.node_pools), ("teams", self.teams)):
+            seen: dict[str, int] = {}
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    yield (
+                        (key, i, "name"),
+                        f"{item.name!r} is already used by {key}[{seen[item.name]}]; names must be unique",
+                    )
+                seen.setdefault(item.name, i)
+        for i, team in enumerate(self.teams):
+            if team.name in RESERVED_NAMESPACES or team.name.startswith("kube-"):
+                yield ("teams", i, "name"), f"{team.name!r} is a namespace the platform uses; pick another team name"
+
+    def _gpu_quota_problems(self):
+        if any(p.gpu for p in self.node_pools):
+            return
+        for i, team in enumerate(self.teams):
+            if team.quotas.gpu:
+                yield (
+                    ("teams", i, "quotas", "gpu"),
+                    f"is {team.quotas.gpu}, but no node pool has GPUs; add a GPU pool or set 0",
+                )
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def stack_path(stack: str) -> Path:
+    """A stack name (``aws``) or a path to a stack file -> the stack file's path."""
+    if stack.endswith((".yaml", ".yml")) or "/" in stack:
+        return Path(stack)
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def stack_names() -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+
+
+def load_stack_file(stack: str) -> StackConfig:
+    """Load and validate one stack file. Raises StackConfigError naming the file and every problem."""
+    path = stack_path(stack)
+    source = _display(path)
+    if not path.is_file():
+        known = ", ".join(stack_names()) or "none"
+        raise StackConfigError(source, [Problem("", f"no such stack file (stacks here: {known})")])
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except UnicodeDecodeError as e:
+        raise StackConfigError(source, [Problem("", f"not UTF-8 text: {e.reason} at byte {e.start}")]) from e
+    except yaml.YAMLError as e:
+        raise StackConfigError(source, [Problem("", f"not valid YAML: {_yaml_reason(e)}")]) from e
+    try:
+        values, problems = _project_values(document)
+    except StackConfigError as e:
+        raise StackConfigError(source, e.problems) from None
+    try:
+        stack = parse_stack(values, source, decrypted=False)
+    except StackConfigError as e:
+        problems += e.problems
+    if problems:
+        raise StackConfigError(source, problems)
+    return stack
+
+
+def load_pulumi_config(config: dict[str, str], stack: str) -> StackConfig:
+    """Validate the config Pulumi hands a running program (values are strings, objects JSON-encoded)."""
+    values = {}
+    for key, raw in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT:
+            values[name] = _decode(raw)
+    return parse_stack(values, f"{_display(stack_path(stack))} (stack {stack})", decrypted=True)
+
+
+def parse_stack(values: dict[str, Any], source: str, *, decrypted: bool) -> StackConfig:
+    """Validate the ``mlkit:`` values of a stack (keys without the namespace)."""
+    context = {"source": "pulumi" if decrypted else "file"}
+    try:
+        return StackConfig.model_validate(values, context=context)
+    except ValidationError as e:
+        raise StackConfigError(source, [_problem_from_pydantic(err) for err in e.errors()]) from None
+    except _CrossFieldProblems as e:
+        raise StackConfigError(source, [Problem(_key(loc), msg) for loc, msg in e.problems]) from None
+
+
+def _project_values(document: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """The ``mlkit:`` values of a stack document, and the problems outside them."""
+    if document is None:
+        raise StackConfigError("", [Problem("", "the file is empty; expected a mapping with a `config:` key")])
+    if not isinstance(document, dict):
+        raise StackConfigError(
+            "", [Problem("", f"expected a mapping with a `config:` key, got {_type_name(document)}")]
+        )
+    problems = [
+        Problem(str(k), f"unknown top-level key; expected one of: {', '.join(sorted(STACK_FILE_KEYS))}")
+        for k in document
+        if k not in STACK_FILE_KEYS
+    ]
+    config = document.get("config")
+    if not isinstance(config, dict):
+        got = "nothing" if config is None else _type_name(config)
+        raise StackConfigError(
+            "", [*problems, Problem("config", f"expected a mapping of `{PROJECT}:<key>: <value>`, got {got}")]
+        )
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        namespace, sep, name = str(key).rpartition(":")
+        if not sep or namespace == PROJECT:
+            values[name] = value
+        elif namespace not in OTHER_NAMESPACES:
+            hint = _did_you_mean(namespace, [PROJECT, *OTHER_NAMESPACES])
+            problems.append(Problem(str(key), f"unknown config namespace {namespace!r}{hint}"))
+    return values, problems
+
+
+# --- error formatting --------------------------------------------------------------------------
+
+
+def _key(loc: tuple) -> str:
+    out = f"{PROJECT}:"
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("" if out.endswith(":") else ".") + str(part)
+    return out
+
+
+def _problem_from_pydantic(err: dict) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "missing":
+        return Problem(_key(loc), "is required")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = _did_you_mean(str(loc[-1]), allowed)
+        expected = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return Problem(_key(loc), f"unknown key{hint}{expected}")
+    message = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if not isinstance(value, dict | list) and kind not in ("value_error", "assertion_error"):
+        message += f" (got {value!r})"
+    if kind == "string_type" and isinstance(value, int | float):
+        message += "; quote it in YAML so it stays text, e.g. '1.30'"
+    return Problem(_key(loc), message)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys a mapping at ``loc`` may hold, by walking the schema's types."""
+    node: Any = StackConfig
+    for part in loc:
+        node = _unwrap(node)
+        if isinstance(part, int):
+            args = typing.get_args(node)
+            node = args[0] if args else None
+        elif isinstance(node, type) and issubclass(node, BaseModel):
+            node = next((f.annotation for f in node.model_fields.values() if f.alias == part), None)
+        elif typing.get_origin(node) is dict:
+            node = typing.get_args(node)[1]
+        else:
+            return []
+    node = _unwrap(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or name for name, f in node.model_fields.items()]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else tp
+    return tp
+
+
+def _did_you_mean(word: str, choices: list[str] | set[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _yaml_reason(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{getattr(e, 'problem', None) or e}{where}"
+
+
+def _decode(raw: Any) -> Any:
+    # Pulumi passes object and list values JSON-encoded, scalars as plain strings.
+    if isinstance(raw, str) and raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, which plain YAML silently overwrites."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,18 @@
+"""Every pinned version the kit deploys by default, in one place.
+
+Stack config may override a component's version; the default always comes from here.
+Bump a version here, never inline in a component.
+"""
+
+KUBERNETES = "1.34"
+
+# Platform components (Helm chart versions unless noted).
+NVIDIA_DEVICE_PLUGIN = "0.17.4"
+SPARK_OPERATOR = "2.3.0"
+KUBEFLOW_PIPELINES = "2.5.0"  # upstream kustomize manifests, git tag
+SELDON_CORE = "1.17.1"  # last Apache-2.0 release; newer ones are BSL 1.1
+MLFLOW = "3.17.0"  # server image tag
+KUBE_PROMETHEUS_STACK = "79.5.0"
+
+# The last Seldon Core v1 release under Apache-2.0; anything newer needs the licence flag.
+SELDON_CORE_LAST_APACHE = "1.17.1"

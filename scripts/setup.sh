@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install everything the tests and the demo need, pinned and cached. Idempotent: a rerun with
+# nothing changed takes seconds. Called by `make setup`; safe to run by hand.
+#
+#   requirements/<env>.lock  -> .venv/<env>   (one Python environment per conflicting dependency set)
+#   requirements/go-tools.txt -> .cache/bin   (helm, kubeconform, built with `go install`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=$ROOT/.cache
+UV_VERSION=0.13.8
+PYTHON=${PYTHON:-python3.11}
+
+say() { printf '==> %s\n' "$*"; }
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  printf 'mlkit setup: `%s` was not found on PATH.\n  %s\n' "$1" "$2" >&2
+  exit 1
+}
+fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
+
+need "$PYTHON" "Install Python 3.11 (Debian/Ubuntu: apt-get install python3.11 python3.11-venv; macOS: brew install python@3.11), or set PYTHON=/path/to/python3.11."
+need go "Install Go 1.22 or newer (https://go.dev/doc/install); setup builds helm and kubeconform with it."
+
+# uv installs and resolves the locked environments; pinned, in its own small venv.
+if [[ "$("$CACHE/uv/bin/uv" --version 2>/dev/null)" != "uv $UV_VERSION"* ]]; then
+  say "uv $UV_VERSION"
+  "$PYTHON" -m venv --clear "$CACHE/uv"
+  "$CACHE/uv/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+fi
+UV=$CACHE/uv/bin/uv
+export UV_LINK_MODE=copy  # the uv cache may sit on another filesystem
+
+for lock in requirements/*.lock; do
+  env=$(basename "$lock" .lock)
+  venv=.venv/$env
+  stamp=$(fingerprint "$lock" pyproject.toml)
+  [[ "$(cat "$venv/.mlkit-stamp" 2>/dev/null)" == "$stamp" ]] && continue
+  say "python environment $venv ($lock)"
+  "$UV" venv --quiet --allow-existing --python "$PYTHON" "$venv"
+  "$UV" pip sync --quiet --python "$venv/bin/python" "$lock"
+  "$UV" pip install --quiet --python "$venv/bin/python" --no-deps --editable .
+  echo "$stamp" >"$venv/.mlkit-stamp"
+done
+
+mkdir -p "$CACHE/bin"
+while read -r name module; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  [[ -x "$CACHE/bin/$name" && "$(cat "$CACHE/bin/.$name.version" 2>/dev/null)" == "$module" ]] && continue
+  say "go install $module"
+  GOBIN=$CACHE/bin go install "$module"
+  echo "$module" >"$CACHE/bin/.$name.version"
+done <requirements/go-tools.txt
+
+say "setup complete"

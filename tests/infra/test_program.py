@@ -1,0 +1,81 @@
+"""The Pulumi program reads its stack through Pulumi's config, exactly as `pulumi up` hands it over."""
+
+import json
+import runpy
+
+import pulumi
+import pytest
+from pulumi.runtime.config import set_all_config
+
+from infra import program
+from infra.stack import REPO_ROOT
+from tests.infra.test_schema import stack_values
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return [f"{args.name}-id", args.inputs]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def use_stack(name: str, **overrides) -> None:
+    """Set Pulumi's runtime config as the engine does: strings, with objects JSON-encoded."""
+    values = {**stack_values(name), **overrides}
+    set_all_config({f"mlkit:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+    pulumi.runtime.set_mocks(Mocks(), project="mlkit", stack=name, preview=False)
+
+
+@pytest.fixture(autouse=True)
+def _reset_config():
+    yield
+    set_all_config({})
+
+
+@pytest.mark.parametrize("stack", ["local", "aws", "gcp", "azure", "onprem"])
+def test_program_loads_each_stack_through_pulumi_config(stack):
+    use_stack(stack)
+    config = program.load_config()
+    outputs = program.build(config)
+    assert outputs["target"] == stack_values(stack)["target"]
+    assert outputs["bucket"] == stack_values(stack)["storage"]["bucket"]
+    assert outputs["components"]["seldon_core"] == "1.17.1"
+
+
+def test_gpu_pools_reach_the_outputs_with_their_scaling_range():
+    use_stack("aws")
+    outputs = program.build(program.load_config())
+    assert outputs["nodePools"]["gpu-a10g"] == {"min": 0, "max": 4, "gpu": "a10g"}
+    assert outputs["nodePools"]["system"] == {"min": 2, "max": 6, "gpu": None}
+
+
+def test_a_bad_stack_fails_before_any_resource_with_the_key_path():
+    use_stack("aws", nodePools=[{"name": "system", "machineType": "m6i.xlarge", "minSize": 3, "maxSize": 1}])
+    with pytest.raises(pulumi.RunError) as caught:
+        program.load_config()
+    message = str(caught.value)
+    assert "stacks/Pulumi.aws.yaml (stack aws)" in message
+    assert "mlkit:nodePools[0]: minSize (3) must not be greater than maxSize (1)" in message
+
+
+@pulumi.runtime.test
+def test_the_entry_point_runs_as_pulumi_runs_it():
+    """`main: infra/` in Pulumi.yaml: Pulumi runs infra/__main__.py."""
+    from pulumi.runtime.settings import get_root_resource
+
+    use_stack("local")
+    runpy.run_path(str(REPO_ROOT / "infra"), run_name="__main__")
+    outputs = get_root_resource().outputs
+    assert outputs["target"] == "kind"
+    assert outputs["teams"] == ["churn"]
+
+
+def test_pulumi_yaml_points_at_the_program_and_the_stacks():
+    import yaml
+
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "mlkit"
+    assert project["main"] == "infra/"
+    assert project["stackConfigDir"] == "stacks"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv/infra"}}
