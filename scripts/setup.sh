@@ -4,6 +4,8 @@
 #
 #   requirements/<env>.lock  -> .venv/<env>   (one Python environment per conflicting dependency set)
 #   requirements/go-tools.txt -> .cache/bin   (helm, kubeconform, built with `go install`)
+#   requirements/jars/pom.xml -> .cache/jars  (the Hudi Spark bundle and S3A, fetched with Maven)
+#   requirements/apt.txt      -> Debian packages whose command is missing (Java for Spark, Maven)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,6 +20,21 @@ need() {
   exit 1
 }
 fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
+
+missing_packages=()
+while read -r command package; do
+  [[ -z "$command" || "$command" == \#* ]] && continue
+  command -v "$command" >/dev/null 2>&1 || missing_packages+=("$package")
+done <requirements/apt.txt
+if ((${#missing_packages[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "apt-get install ${missing_packages[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
+  else
+    printf 'mlkit setup: install these packages first (as root): apt-get install %s\n' "${missing_packages[*]}" >&2
+    exit 1
+  fi
+fi
 
 need "$PYTHON" "Install Python 3.11 (Debian/Ubuntu: apt-get install python3.11 python3.11-venv; macOS: brew install python@3.11), or set PYTHON=/path/to/python3.11."
 need go "Install Go 1.22 or newer (https://go.dev/doc/install); setup builds helm and kubeconform with it."
@@ -51,5 +68,14 @@ while read -r name module; do
   GOBIN=$CACHE/bin go install "$module"
   echo "$module" >"$CACHE/bin/.$name.version"
 done <requirements/go-tools.txt
+
+stamp=$(fingerprint requirements/jars/pom.xml)
+if [[ "$(cat "$CACHE/jars/.mlkit-stamp" 2>/dev/null)" != "$stamp" ]]; then
+  say "maven: Spark jars into .cache/jars"
+  rm -rf "$CACHE/jars"
+  mvn --batch-mode --quiet -f requirements/jars/pom.xml dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$CACHE/jars"
+  echo "$stamp" >"$CACHE/jars/.mlkit-stamp"
+fi
 
 say "setup complete"

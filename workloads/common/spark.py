@@ -1,0 +1,72 @@
+"""A Spark session set up for Hudi and the object store, the same locally and in the cluster.
+
+In the cluster the Spark operator supplies the master and the jars sit in the image; locally the
+session runs in-process on this machine and loads the jars `make setup` fetched with Maven.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+
+from workloads.common.storage import ObjectStore
+
+# What Hudi needs from Spark (Hudi's quick-start settings for Spark 3.5).
+HUDI_SPARK_CONF = {
+    "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+    "spark.sql.extensions": "org.apache.spark.sql.hudi.HoodieSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.hudi.catalog.HoodieCatalog",
+    "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
+}
+REPO_JARS = Path(__file__).resolve().parents[2] / ".cache" / "jars"
+
+
+class SparkSetupError(RuntimeError):
+    pass
+
+
+def local_jars() -> list[str]:
+    """Jars for a local session: MLKIT_SPARK_JARS (comma-separated) or what `make setup` put in .cache/jars."""
+    if os.environ.get("MLKIT_SPARK_JARS"):
+        return [j for j in os.environ["MLKIT_SPARK_JARS"].split(",") if j]
+    return sorted(glob.glob(str(REPO_JARS / "*.jar")))
+
+
+def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: dict[str, str] | None = None):
+    """Get or create the session. MLKIT_SPARK_MASTER overrides the local default (local[2])."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:  # pragma: no cover - the workloads environment always has it
+        raise SparkSetupError("pyspark is not installed: run `make setup` (the workloads environment)") from e
+
+    # Python workers must be this interpreter, not whatever `python3` is on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    master = os.environ.get("MLKIT_SPARK_MASTER")
+    in_cluster = "SPARK_HOME" in os.environ and os.environ.get("KUBERNETES_SERVICE_HOST")
+    if master or not in_cluster:
+        jars = local_jars()
+        if not any("hudi-spark" in j for j in jars):
+            raise SparkSetupError(f"the Hudi Spark bundle is missing (looked in {REPO_JARS}): run `make setup`")
+        builder = (
+            builder.master(master or "local[2]")
+            .config("spark.jars", ",".join(jars))
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", os.environ.get("MLKIT_SPARK_SHUFFLE_PARTITIONS", "4"))
+            .config("spark.driver.memory", os.environ.get("MLKIT_SPARK_DRIVER_MEMORY", "3g"))
+        )
+    conf = {**HUDI_SPARK_CONF, "spark.sql.session.timeZone": "UTC"}
+    for key, value in (store.hadoop_conf() if store else {}).items():
+        conf[f"spark.hadoop.{key}"] = value
+    conf.update(extra_conf or {})
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(os.environ.get("MLKIT_SPARK_LOG_LEVEL", "ERROR"))
+    return session

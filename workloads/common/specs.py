@@ -1,0 +1,137 @@
+"""Feature specs: one YAML file per feature table, so a team adds a table by writing a spec, not Spark code.
+
+A spec names the entity key, where the event time comes from, the source format, and each
+column's type, validation rules and transformation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Transform = Literal["onehot", "ordinal", "standard", "minmax", "none"]
+ColumnType = Literal["string", "int", "double", "boolean"]
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Fill(SpecModel):
+    """What a blank value means for this column, and why (the reason is part of the spec's record)."""
+
+    fill: str | int | float | bool
+    reason: str = Field(min_length=1)
+
+
+class ColumnSpec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: ColumnType
+    required: bool = True
+    allowed: list[str | int] | None = Field(
+        None, description="the only values accepted; for onehot/ordinal, the categories in order"
+    )
+    min: float | None = None
+    max: float | None = None
+    true_values: list[str] = Field(default_factory=lambda: ["true", "yes", "1"])
+    false_values: list[str] = Field(default_factory=lambda: ["false", "no", "0"])
+    missing: Fill | None = Field(None, description="fill blank values instead of rejecting the row")
+    transform: Transform = "none"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        numeric = self.type in ("int", "double")
+        if self.transform in ("standard", "minmax") and not numeric:
+            raise ValueError(f"transform {self.transform} needs a numeric type (int or double), not {self.type}")
+        if self.transform in ("onehot", "ordinal") and self.type not in ("string", "int"):
+            raise ValueError(f"transform {self.transform} needs type string or int, not {self.type}")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError("min/max apply to int and double columns only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not be greater than max ({self.max})")
+        return self
+
+
+class EntitySpec(SpecModel):
+    key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class EventTimeSpec(SpecModel):
+    column: str | None = Field(None, description="source column with the event time; unset: the batch's event time")
+
+
+class SourceSpec(SpecModel):
+    format: Literal["csv", "parquet"] = "csv"
+    options: dict[str, str] = Field(default_factory=lambda: {"header": "true"})
+
+
+class FeatureSpec(SpecModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="the feature table's name")
+    description: str = ""
+    entity: EntitySpec
+    event_time: EventTimeSpec = EventTimeSpec()
+    source: SourceSpec = SourceSpec()
+    columns: list[ColumnSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_columns(self) -> FeatureSpec:
+        names = [c.name for c in self.columns]
+        reserved = {self.entity.key, "event_time", "ingested_at", "row_hash", "features"}
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"columns {dupes} appear more than once")
+        if clash := sorted(set(names) & reserved):
+            raise ValueError(f"columns {clash} clash with the entity key or the table's own columns {sorted(reserved)}")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Columns the source must have."""
+        event = [self.event_time.column] if self.event_time.column else []
+        return [self.entity.key, *event, *(c.name for c in self.columns)]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SpecError(Exception):
+    """A feature spec is invalid; the message names the file and each key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: invalid feature spec\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_spec(path: str | Path) -> FeatureSpec:
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SpecError(str(path), [f"cannot read: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        raise SpecError(str(path), [f"not valid YAML: {e}"]) from None
+    return parse_spec(document, str(path))
+
+
+def parse_spec(document: object, source: str) -> FeatureSpec:
+    try:
+        return FeatureSpec.model_validate(document)
+    except ValidationError as e:
+        raise SpecError(source, [_describe(err) for err in e.errors()]) from None
+
+
+def _describe(err: dict) -> str:
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if err["type"] == "missing":
+        return f"{key}: is required"
+    message = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    got = f" (got {value!r})" if not isinstance(value, dict | list) and err["type"] != "value_error" else ""
+    return f"{key or '(spec)'}: {message}{got}"
