@@ -48,6 +48,7 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
     master = os.environ.get("MLKIT_SPARK_MASTER")
     in_cluster = "SPARK_HOME" in os.environ and os.environ.get("KUBERNETES_SERVICE_HOST")
     if master or not in_cluster:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback, whatever the hostname resolves to
         jars = local_jars()
         if not any("hudi-spark" in j for j in jars):
             raise SparkSetupError(f"the Hudi Spark bundle is missing (looked in {REPO_JARS}): run `make setup`")
@@ -61,7 +62,13 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
             .config("spark.sql.shuffle.partitions", os.environ.get("MLKIT_SPARK_SHUFFLE_PARTITIONS", "4"))
             .config("spark.driver.memory", os.environ.get("MLKIT_SPARK_DRIVER_MEMORY", "3g"))
         )
-    conf = {**HUDI_SPARK_CONF, "spark.sql.session.timeZone": "UTC"}
+    conf = {
+        **HUDI_SPARK_CONF,
+        "spark.sql.session.timeZone": "UTC",
+        # With CSV column pruning on, a row with too few or too many fields is flagged as corrupt only
+        # when every column is selected; the feature job selects the spec's columns, so turn it off.
+        "spark.sql.csv.parser.columnPruning.enabled": "false",
+    }
     for key, value in (store.hadoop_conf() if store else {}).items():
         conf[f"spark.hadoop.{key}"] = value
     conf.update(extra_conf or {})

@@ -41,7 +41,9 @@ class ColumnSpec(SpecModel):
     true_values: list[str] = Field(default_factory=lambda: ["true", "yes", "1"])
     false_values: list[str] = Field(default_factory=lambda: ["false", "no", "0"])
     missing: Fill | None = Field(None, description="fill blank values instead of rejecting the row")
-    transform: Transform = "none"
+    transform: Transform = Field(
+        "none", description="none: numbers and booleans as they are; strings stay out of the vector"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:

@@ -57,6 +57,8 @@ class FittedTransform:
         """Build from per-column statistics: mean/std/min/max for numbers, categories when the spec lists none."""
         columns = []
         for column in spec.columns:
+            if column.type == "string" and column.transform == "none":
+                continue  # stored in the table, but text has no place in the vector
             s = stats.get(column.name, {})
             if column.transform in ("onehot", "ordinal"):
                 categories = tuple(column.allowed) if column.allowed is not None else tuple(sorted(s["categories"]))

@@ -56,11 +56,10 @@ def _validate_column(column: ColumnSpec, text: pd.Series, index: pd.Index) -> tu
     if column.type == "string":
         values = text.astype(object)
     elif column.type == "boolean":
+        # The spec's words, plus true/false: what JSON booleans (and typed table values) become as text.
         lowered = text.str.lower()
-        truthy, falsy = (
-            lowered.isin([v.lower() for v in column.true_values]),
-            lowered.isin([v.lower() for v in column.false_values]),
-        )
+        truthy = lowered.isin([v.lower() for v in column.true_values] + ["true"])
+        falsy = lowered.isin([v.lower() for v in column.false_values] + ["false"])
         values = pd.Series(pd.NA, index=index, dtype="boolean").mask(truthy, True).mask(falsy, False)
         expected = "/".join(column.true_values + column.false_values)
         messages.append(_values(present & ~truthy & ~falsy, text, f"{name}: {{!r}} is not a boolean ({expected})"))
@@ -127,11 +126,10 @@ def _values(mask: pd.Series, text: pd.Series, template: str) -> pd.Series:
 
 
 def _collect(messages: list[pd.Series], index: pd.Index) -> pd.Series:
-    reasons = pd.Series([[] for _ in range(len(index))], index=index, dtype=object)
-    if not messages:
-        return reasons
-    table = pd.concat(messages, axis=1)
-    rejected = table.notna().any(axis=1)
-    if rejected.any():
-        reasons[rejected] = [[m for m in row if m is not None] for row in table[rejected].itertuples(index=False)]
-    return reasons
+    reasons: list[list[str]] = [[] for _ in range(len(index))]
+    if messages:
+        table = pd.concat(messages, axis=1)
+        positions = np.flatnonzero(table.notna().any(axis=1).to_numpy())
+        for position, row in zip(positions, table.iloc[positions].itertuples(index=False), strict=True):
+            reasons[position] = [m for m in row if isinstance(m, str)]  # concat turns None into NaN
+    return pd.Series(reasons, index=index, dtype=object)

@@ -62,26 +62,17 @@ def ingest(
     """Ingest one raw batch into the specs' feature tables."""
     from workloads.common.metrics import feature_job_registry, publish
     from workloads.common.spark import SparkSetupError, spark_session
-    from workloads.features.job import JobError, parse_event_time, read_source
-    from workloads.features.job import ingest as ingest_table
+    from workloads.features.job import JobError, parse_event_time, run_batch
 
     try:
         specs = [load_spec(p) for p in spec]
         when = parse_event_time(event_time)
     except (SpecError, JobError) as e:
         fail(str(e))
-    formats = {s.source.format for s in specs}
-    if len(formats) > 1:
-        fail(f"specs read the same batch but declare different source formats: {sorted(formats)}")
     feature_store = FeatureStore(store)
     try:
         spark = spark_session("mlkit-feature-job", feature_store.store)
-        raw = read_source(spark, source, specs[0])
-        for s in specs[1:]:
-            read_source(spark, source, s)  # each spec's columns must be there before anything is written
-        reports = [
-            ingest_table(spark, feature_store, s, raw, source=source, event_time=when, batch_id=batch_id) for s in specs
-        ]
+        reports = run_batch(spark, feature_store, specs, source, event_time=when, batch_id=batch_id)
     except (JobError, SparkSetupError, FeatureStoreError) as e:
         fail(str(e))
     publish(feature_job_registry(reports), textfile=metrics_file, pushgateway=pushgateway)

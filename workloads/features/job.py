@@ -86,6 +86,27 @@ def read_source(spark, source: str, spec: FeatureSpec):
     return frame
 
 
+def run_batch(
+    spark,
+    store: FeatureStore,
+    specs: list[FeatureSpec],
+    source: str,
+    *,
+    event_time: datetime,
+    batch_id: str | None = None,
+) -> list[BatchReport]:
+    """Ingest one raw batch into each spec's table. Every spec's columns are checked before anything is written."""
+    formats = {s.source.format for s in specs}
+    if len(formats) > 1:
+        raise JobError(f"specs read the same batch but declare different source formats: {sorted(formats)}")
+    raws = [read_source(spark, source, spec) for spec in specs]
+    batch_id = batch_id or uuid.uuid4().hex[:12]
+    return [
+        ingest(spark, store, spec, raw, source=source, event_time=event_time, batch_id=batch_id)
+        for spec, raw in zip(specs, raws, strict=True)
+    ]
+
+
 def ingest(
     spark,
     store: FeatureStore,
@@ -256,9 +277,10 @@ def _validate_partitions(spec: FeatureSpec, batches):
         corrupt = pdf[CORRUPT].notna().to_numpy()
         source = pdf.drop(columns=[CORRUPT])
         typed, reasons = validate_frame(spec, source)
+        reasons = list(reasons)
         raw = [json.dumps({k: v for k, v in row.items() if v is not None}) for row in source.to_dict(orient="records")]
         for i in corrupt.nonzero()[0]:
-            reasons.iat[i] = ["malformed row: its field count does not match the header", *reasons.iat[i]]
+            reasons[i] = ["malformed row: its field count does not match the header", *reasons[i]]
             raw[i] = pdf[CORRUPT].iat[i]
         yield typed.assign(reasons=reasons, raw=raw)
 
