@@ -20,17 +20,18 @@ setup: ## install everything tests and the demo need (pinned, cached; reruns tak
 	@scripts/setup.sh
 
 # Each environment runs the tests of the code it ships (their dependencies conflict).
-TEST_SUITES := infra workloads
-
 test: setup ## run the test suite (the slow end-to-end tests excluded)
-	@for suite in $(TEST_SUITES); do echo "== tests/$$suite (.venv/$$suite)"; .venv/$$suite/bin/pytest -m "not slow" tests/$$suite $(PYTEST_ARGS) || exit 1; done
+	.venv/infra/bin/pytest -m "not slow" tests/infra tests/charts $(PYTEST_ARGS)
+	.venv/workloads/bin/pytest -m "not slow" tests/workloads $(PYTEST_ARGS)
 
 test-slow: setup ## run only the slow end-to-end and load tests
-	@for suite in $(TEST_SUITES); do .venv/$$suite/bin/pytest -m slow tests/$$suite $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; done  # 5: none collected
+	.venv/infra/bin/pytest -m slow tests/infra tests/charts $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none collected
+	.venv/workloads/bin/pytest -m slow tests/workloads $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, helm lint of every chart
 	ruff check .
 	ruff format --check .
+	helm lint --strict charts/*/
 
 fmt: setup ## apply ruff's fixes and formatting
 	ruff check --fix .
@@ -38,9 +39,13 @@ fmt: setup ## apply ruff's fixes and formatting
 
 demo: setup ## run the ML loop on this machine, on its embedded defaults
 	mlkit validate local
+	.venv/workloads/bin/python -m workloads.demo
 
-bench: setup ## measure and write benchmarks/results/*.json
-	python benchmarks/run.py
+# environment:benchmark pairs (benchmarks/bench_<name>.py)
+BENCHMARKS := infra:config workloads:featurestore
+
+bench: setup ## measure and write benchmarks/results/*.json (a few minutes)
+	@for pair in $(BENCHMARKS); do .venv/$${pair%%:*}/bin/python benchmarks/run.py $${pair#*:} || exit 1; done
 
 lock: ## re-resolve requirements/*.in into the pinned requirements/*.lock files
 	@for f in requirements/*.in; do .cache/uv/bin/uv pip compile --quiet --python-version 3.11 "$$f" -o "$${f%.in}.lock"; done

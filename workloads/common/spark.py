@@ -21,6 +21,7 @@ HUDI_SPARK_CONF = {
     "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
 }
 REPO_JARS = Path(__file__).resolve().parents[2] / ".cache" / "jars"
+LOG4J2 = Path(__file__).resolve().parent / "log4j2.properties"
 
 
 class SparkSetupError(RuntimeError):
@@ -61,6 +62,11 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", os.environ.get("MLKIT_SPARK_SHUFFLE_PARTITIONS", "4"))
             .config("spark.driver.memory", os.environ.get("MLKIT_SPARK_DRIVER_MEMORY", "3g"))
+            # Quiet startup; allowAttachSelf lets Hudi's object-size estimator attach without a warning.
+            .config(
+                "spark.driver.extraJavaOptions",
+                f"-Dlog4j2.configurationFile={LOG4J2} -Djdk.attach.allowAttachSelf=true",
+            )
         )
     conf = {
         **HUDI_SPARK_CONF,

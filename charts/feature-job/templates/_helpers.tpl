@@ -1,0 +1,85 @@
+{{- define "feature-job.name" -}}
+{{- printf "%s" .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "feature-job.labels" -}}
+app.kubernetes.io/name: feature-job
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlkit
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The SparkApplication spec, shared by the one-off and the scheduled form. */}}
+{{- define "feature-job.sparkSpec" -}}
+type: Python
+pythonVersion: "3"
+mode: cluster
+image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+mainApplicationFile: local:///opt/mlkit/workloads/features/__main__.py
+arguments:
+  - ingest
+  {{- range $file, $_ := .Values.specs }}
+  - --spec
+  - /etc/mlkit/specs/{{ $file }}
+  {{- end }}
+  - --input
+  - {{ .Values.input | quote }}
+  - --store
+  - {{ .Values.featureStore | quote }}
+  {{- with .Values.eventTime }}
+  - --event-time
+  - {{ . | quote }}
+  {{- end }}
+  {{- with .Values.pushgateway }}
+  - --pushgateway
+  - {{ . | quote }}
+  {{- end }}
+sparkVersion: {{ .Values.sparkVersion | quote }}
+{{- with .Values.hadoopConfigMap }}
+hadoopConfigMap: {{ . }}
+{{- end }}
+{{- with .Values.sparkConf }}
+sparkConf:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+restartPolicy:
+  type: OnFailure
+  {{- toYaml .Values.restartPolicy | nindent 2 }}
+volumes:
+  - name: specs
+    configMap:
+      name: {{ include "feature-job.name" . }}-specs
+driver:
+  cores: {{ .Values.driver.cores }}
+  memory: {{ .Values.driver.memory | quote }}
+  serviceAccount: {{ .Values.serviceAccount }}
+  labels:
+    {{- include "feature-job.labels" . | nindent 4 }}
+    app.kubernetes.io/component: driver
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 185
+    allowPrivilegeEscalation: false
+  volumeMounts:
+    - name: specs
+      mountPath: /etc/mlkit/specs
+      readOnly: true
+executor:
+  instances: {{ .Values.executor.instances }}
+  cores: {{ .Values.executor.cores }}
+  memory: {{ .Values.executor.memory | quote }}
+  serviceAccount: {{ .Values.serviceAccount }}
+  labels:
+    {{- include "feature-job.labels" . | nindent 4 }}
+    app.kubernetes.io/component: executor
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 185
+    allowPrivilegeEscalation: false
+  volumeMounts:
+    - name: specs
+      mountPath: /etc/mlkit/specs
+      readOnly: true
+{{- end -}}
