@@ -287,6 +287,10 @@ class TargetConfig(ConfigModel):
     # Tools `pulumi up` needs on this target beyond pulumi/kubectl/helm, e.g. ("aws",).
     required_tools: ClassVar[tuple[str, ...]] = ()
 
+    def provision(self, name: str, stack, opts=None):
+        """Create this target's resources; returns its ClusterTarget. Imports the cloud SDK only here."""
+        raise NotImplementedError(f"{type(self).__name__} does not provision anything yet")
+
     def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
         """Why `pulumi up` would find no credentials for this target, or None. Looks, never calls out."""
         return None

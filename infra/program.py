@@ -1,7 +1,7 @@
 """The Pulumi program: read the stack's config through Pulumi, validate it, build the platform.
 
-Issue by issue this grows: the cloud layer (infra/clouds) provisions below the ClusterTarget
-contract, the platform layer builds on the contract. Today it validates and exports the plan.
+The target's module (infra/clouds/<target>.py) provisions everything below the ClusterTarget
+contract; the platform layer is built on the contract alone.
 """
 
 from __future__ import annotations
@@ -24,10 +24,15 @@ def load_config() -> StackConfig:
 
 def build(config: StackConfig) -> dict[str, object]:
     """Create the stack's resources and return its outputs."""
+    target = config.cluster.provision(f"mlkit-{pulumi.get_stack()}", config)
+    target.complete()
     return {
         "target": config.target,
         "kubernetesVersion": config.kubernetes.version,
         "bucket": config.storage.bucket,
+        "objectStore": target.object_store.uri(),
+        "storageClass": target.storage_class,
+        "gpu": {"hasGpuNodes": target.gpu.has_gpu_nodes, "devicePluginManaged": target.gpu.device_plugin_managed},
         "nodePools": {
             p.name: {"min": p.min_size, "max": p.max_size, "gpu": p.gpu.type if p.gpu else None}
             for p in config.node_pools

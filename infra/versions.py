@@ -14,5 +14,9 @@ SELDON_CORE = "1.17.1"  # last Apache-2.0 release; newer ones are BSL 1.1
 MLFLOW = "3.17.0"  # server image tag
 KUBE_PROMETHEUS_STACK = "79.5.0"
 
+# Target-specific add-ons.
+CLUSTER_AUTOSCALER_CHART = "9.50.1"  # kubernetes/autoscaler chart, AWS
+SEAWEEDFS_CHART = "4.0.401"  # seaweedfs/seaweedfs chart, the kind target's object store
+
 # The last Seldon Core v1 release under Apache-2.0; anything newer needs the licence flag.
 SELDON_CORE_LAST_APACHE = "1.17.1"

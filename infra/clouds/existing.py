@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import pulumi
 import yaml
 from pydantic import Field, HttpUrl
 
 from infra.config import ConfigModel, Secret, TargetConfig
+from infra.target import Access, ClusterTarget, IdentityBinding, ObjectStore, gpu_scheduling, prefix_of
 
 
 class ExistingObjectStore(ConfigModel):
@@ -36,6 +38,10 @@ class ExistingConfig(TargetConfig):
     kubeconfig: str | None = Field(None, description="path to a kubeconfig; unset uses KUBECONFIG or ~/.kube/config")
     context: str = Field(min_length=1)
     object_store: ExistingObjectStore
+    storage_class: str = Field("standard", description="the cluster's storage class for platform volumes")
+    gpu_device_plugin_managed: bool = Field(
+        False, description="true where the NVIDIA GPU operator or device plugin already runs"
+    )
 
     def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
         if self.kubeconfig:
@@ -57,3 +63,64 @@ class ExistingConfig(TargetConfig):
                 f"kubeconfig context {self.context!r} not found in {where}; get a kubeconfig from the cluster's admins"
             )
         return None
+
+    def provision(self, name: str, stack, opts=None):
+        return ExistingCluster(name, stack, opts)
+
+
+class ExistingCluster(pulumi.ComponentResource, ClusterTarget):
+    """A cluster someone else runs, reached by kubeconfig context; the object store named in config."""
+
+    def __init__(self, name: str, stack, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlkit:clouds:ExistingCluster", name, None, opts)
+        import pulumi_kubernetes as k8s
+
+        cfg: ExistingConfig = stack.existing
+        self.name, self.node_pools, self._store = name, stack.node_pools, cfg.object_store
+        kubeconfig = Path(cfg.kubeconfig).expanduser().read_text() if cfg.kubeconfig else None
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=kubeconfig, context=cfg.context, opts=pulumi.ResourceOptions(parent=self)
+        )
+        store = cfg.object_store
+        self.object_store = ObjectStore(
+            scheme=store.scheme,
+            bucket=stack.storage.bucket,
+            region=store.region,
+            endpoint=str(store.endpoint).rstrip("/") if store.endpoint else None,
+            path_style=store.path_style,
+        )
+        self.gpu = gpu_scheduling(stack.node_pools, device_plugin_managed=cfg.gpu_device_plugin_managed)
+        self.storage_class = cfg.storage_class
+        self.register_outputs({"context": cfg.context})
+
+    def bind(self, service_account: str, namespace: str, prefix: str, access: Access = "readwrite") -> IdentityBinding:
+        # The kit cannot mint keys on a store it does not run: every binding gets the keys from config.
+        # Scope them on the store itself (a user or policy per team) where it supports that.
+        key_prefix = prefix_of(prefix)
+        store = self._store
+        credentials = None
+        if store.access_key_id and store.secret_access_key:
+            credentials = {
+                "AWS_ACCESS_KEY_ID": pulumi.Output.secret(_plain(store.access_key_id)),
+                "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(_plain(store.secret_access_key)),
+            }
+            if self.object_store.endpoint:
+                credentials["MLKIT_S3_ENDPOINT"] = self.object_store.endpoint
+        return IdentityBinding(service_account, namespace, key_prefix, access, credentials=credentials)
+
+    def hadoop_conf(self) -> dict[str, pulumi.Input[str]]:
+        conf: dict[str, pulumi.Input[str]] = {
+            "fs.s3a.path.style.access": str(self._store.path_style).lower(),
+            "fs.s3a.endpoint.region": self._store.region,
+        }
+        if self.object_store.endpoint:
+            conf["fs.s3a.endpoint"] = self.object_store.endpoint
+            conf["fs.s3a.aws.credentials.provider"] = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+        return conf
+
+
+def _plain(secret) -> str:
+    # Under `pulumi up` the config arrives decrypted; a SecretRef means it was read from the file, unresolved.
+    if isinstance(secret, str):
+        return secret
+    raise ValueError("object store credentials are still encrypted: they are only readable under `pulumi up`")

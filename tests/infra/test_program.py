@@ -8,23 +8,32 @@ import pytest
 from pulumi.runtime.config import set_all_config
 
 from infra import program
+from infra import program as program_module
 from infra.stack import REPO_ROOT
+from tests.infra.pulumi_mocks import Recorder
 from tests.infra.test_schema import stack_values
 
 
-class Mocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return [f"{args.name}-id", args.inputs]
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-def use_stack(name: str, **overrides) -> None:
+def use_stack(name: str, **overrides) -> Recorder:
     """Set Pulumi's runtime config as the engine does: strings, with objects JSON-encoded."""
     values = {**stack_values(name), **overrides}
     set_all_config({f"mlkit:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
-    pulumi.runtime.set_mocks(Mocks(), project="mlkit", stack=name, preview=False)
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project="mlkit", stack=name, preview=False)
+    return mocks
+
+
+def built_outputs(stack: str) -> dict:
+    """Run the program's build for a stack under mocks and return its outputs, resolved."""
+    use_stack(stack)
+    resolved: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        return pulumi.Output.from_input(program_module.build(program_module.load_config())).apply(resolved.update)
+
+    program()
+    return resolved
 
 
 @pytest.fixture(autouse=True)
@@ -33,21 +42,28 @@ def _reset_config():
     set_all_config({})
 
 
+STORE_URIS = {
+    "local": "s3://mlkit-local/",
+    "aws": "s3://acme-mlkit-prod-eu-west-1/",
+    "gcp": "gs://acme-mlkit-prod-europe-west4/",
+    "azure": "abfss://platform@acmemlkitprod.dfs.core.windows.net/",
+    "onprem": "s3://mlkit/",
+}
+
+
 @pytest.mark.parametrize("stack", ["local", "aws", "gcp", "azure", "onprem"])
-def test_program_loads_each_stack_through_pulumi_config(stack):
-    use_stack(stack)
-    config = program.load_config()
-    outputs = program.build(config)
+def test_program_builds_each_stack_through_pulumi_config(stack):
+    outputs = built_outputs(stack)
     assert outputs["target"] == stack_values(stack)["target"]
-    assert outputs["bucket"] == stack_values(stack)["storage"]["bucket"]
+    assert outputs["objectStore"] == STORE_URIS[stack]
     assert outputs["components"]["seldon_core"] == "1.17.1"
 
 
 def test_gpu_pools_reach_the_outputs_with_their_scaling_range():
-    use_stack("aws")
-    outputs = program.build(program.load_config())
+    outputs = built_outputs("aws")
     assert outputs["nodePools"]["gpu-a10g"] == {"min": 0, "max": 4, "gpu": "a10g"}
     assert outputs["nodePools"]["system"] == {"min": 2, "max": 6, "gpu": None}
+    assert outputs["gpu"] == {"hasGpuNodes": True, "devicePluginManaged": False}
 
 
 def test_a_bad_stack_fails_before_any_resource_with_the_key_path():
@@ -65,7 +81,7 @@ def test_the_entry_point_runs_as_pulumi_runs_it():
     from pulumi.runtime.settings import get_root_resource
 
     use_stack("local")
-    runpy.run_path(str(REPO_ROOT / "infra"), run_name="__main__")
+    runpy.run_path(str(REPO_ROOT / "infra"), run_name="__main__")  # resources are registered as Pulumi runs it
     outputs = get_root_resource().outputs
     assert outputs["target"] == "kind"
     assert outputs["teams"] == ["churn"]
