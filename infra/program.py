@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env
 
+from infra.components.platform import build_platform
 from infra.stack import StackConfig, StackConfigError, load_pulumi_config
 
 
@@ -24,9 +25,12 @@ def load_config() -> StackConfig:
 
 def build(config: StackConfig) -> dict[str, object]:
     """Create the stack's resources and return its outputs."""
-    target = config.cluster.provision(f"mlkit-{pulumi.get_stack()}", config)
+    name = f"mlkit-{pulumi.get_stack()}"
+    target = config.cluster.provision(name, config)
+    platform = build_platform(name, config, target)
     target.complete()
     return {
+        **platform,
         "target": config.target,
         "kubernetesVersion": config.kubernetes.version,
         "bucket": config.storage.bucket,

@@ -14,6 +14,19 @@ SELDON_CORE = "1.17.1"  # last Apache-2.0 release; newer ones are BSL 1.1
 MLFLOW = "3.17.0"  # server image tag
 KUBE_PROMETHEUS_STACK = "79.5.0"
 
+# Images the platform runs (tags, pinned).
+MLFLOW_IMAGE = f"ghcr.io/example/mlkit-mlflow:{MLFLOW}"  # built from workloads/mlflow/Dockerfile
+POSTGRES_IMAGE = "postgres:17.6"
+
+# Where each chart comes from.
+CHART_REPOS = {
+    "nvidia-device-plugin": "https://nvidia.github.io/k8s-device-plugin",
+    "spark-operator": "https://kubeflow.github.io/spark-operator",
+    "seldon-core-operator": "https://storage.googleapis.com/seldon-charts",
+    "kube-prometheus-stack": "https://prometheus-community.github.io/helm-charts",
+}
+KFP_MANIFESTS = "https://github.com/kubeflow/pipelines/manifests/kustomize/{path}?ref={version}"
+
 # Target-specific add-ons.
 CLUSTER_AUTOSCALER_CHART = "9.50.1"  # kubernetes/autoscaler chart, AWS
 SEAWEEDFS_CHART = "4.0.401"  # seaweedfs/seaweedfs chart, the kind target's object store

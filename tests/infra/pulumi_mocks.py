@@ -75,9 +75,30 @@ CALLS = {
 }
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def unsecret(value):
+    """Inputs with Pulumi's secret wrappers removed."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return unsecret(value.get("value"))
+        return {k: unsecret(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unsecret(v) for v in value]
+    return value
+
+
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
     resources: list[Recorded] = field(default_factory=list)
+    depends_on: dict[str, set[str]] = field(default_factory=dict)  # resource name -> names it explicitly waits for
+
+    def transformation(self, args: pulumi.ResourceTransformationArgs):
+        self.depends_on[args.name] = {
+            getattr(d, "_name", "?") for d in (args.opts.depends_on or []) if isinstance(d, pulumi.Resource)
+        }
+        return None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = {**args.inputs, **COMPUTED.get(args.typ, lambda n, i: {})(args.name, args.inputs)}
@@ -104,6 +125,7 @@ def deploy(stack: str | StackConfig, build) -> Recorder:
 
     @pulumi.runtime.test
     def program():
+        pulumi.runtime.register_stack_transformation(mocks.transformation)
         build(config)
 
     program()

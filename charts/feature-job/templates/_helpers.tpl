@@ -58,6 +58,11 @@ driver:
   labels:
     {{- include "feature-job.labels" . | nindent 4 }}
     app.kubernetes.io/component: driver
+    azure.workload.identity/use: "true"  # harmless elsewhere; on AKS it projects the federated token
+  envFrom:  # object-store keys, on targets without a cloud identity (kind, existing)
+    - secretRef:
+        name: {{ .Values.serviceAccount }}-object-store
+        optional: true
   securityContext:
     runAsNonRoot: true
     runAsUser: 185
@@ -74,6 +79,11 @@ executor:
   labels:
     {{- include "feature-job.labels" . | nindent 4 }}
     app.kubernetes.io/component: executor
+    azure.workload.identity/use: "true"  # harmless elsewhere; on AKS it projects the federated token
+  envFrom:  # object-store keys, on targets without a cloud identity (kind, existing)
+    - secretRef:
+        name: {{ .Values.serviceAccount }}-object-store
+        optional: true
   securityContext:
     runAsNonRoot: true
     runAsUser: 185

@@ -1,0 +1,81 @@
+"""What every platform component shares: its type token, its children's options, a namespace."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import versions
+from infra.target import ClusterTarget
+
+PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
+
+
+class PlatformComponent(pulumi.ComponentResource):
+    """A component over the contract: children get the cluster's provider and this component as parent."""
+
+    def __init__(self, kind: str, name: str, target: ClusterTarget, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"mlkit:platform:{kind}", name, None, opts)
+        self.name, self.target = name, target
+        self.k8s_opts = pulumi.ResourceOptions(parent=self, provider=target.provider)
+
+    def opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions.merge(self.k8s_opts, pulumi.ResourceOptions(depends_on=list(depends_on)))
+
+    def namespace(self, name: str, labels: dict[str, str] | None = None) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(
+            f"{self.name}-ns-{name}",
+            metadata={"name": name, "labels": {**PART_OF, **(labels or {})}},
+            opts=self.k8s_opts,
+        )
+
+    def release(
+        self,
+        key: str,
+        chart: str,
+        version: str,
+        namespace: pulumi.Input[str],
+        values: dict,
+        *depends_on: pulumi.Resource,
+    ) -> k8s.helm.v3.Release:
+        """A Helm release from the chart's upstream repository, at a pinned version."""
+        return k8s.helm.v3.Release(
+            f"{self.name}-{key}",
+            name=key,
+            chart=chart,
+            version=version,
+            repository_opts={"repo": versions.CHART_REPOS[chart]},
+            namespace=namespace,
+            values=values,
+            opts=self.opts(*depends_on),
+        )
+
+
+def bound_service_account(
+    component: PlatformComponent,
+    key: str,
+    name: str,
+    namespace: pulumi.Input[str],
+    prefix: str,
+    *depends_on: pulumi.Resource,
+    access="readwrite",
+):
+    """A ServiceAccount bound by the target to ``prefix`` of the platform bucket; its Secret of keys where the target uses keys.
+
+    Returns (service account, binding). Pods running as it add ``binding.pod_labels``, and
+    ``envFrom`` the Secret ``<name>-object-store`` when ``binding.credentials`` is set.
+    """
+    binding = component.target.bind(name, namespace if isinstance(namespace, str) else key, prefix, access)
+    account = k8s.core.v1.ServiceAccount(
+        f"{component.name}-{key}-sa",
+        metadata={"name": name, "namespace": namespace, "annotations": binding.annotations, "labels": PART_OF},
+        opts=component.opts(*depends_on, *binding.resources),
+    )
+    if binding.credentials:
+        k8s.core.v1.Secret(
+            f"{component.name}-{key}-keys",
+            metadata={"name": f"{name}-object-store", "namespace": namespace, "labels": PART_OF},
+            string_data={k: pulumi.Output.secret(v) for k, v in binding.credentials.items()},
+            opts=component.opts(*depends_on),
+        )
+    return account, binding

@@ -1,0 +1,31 @@
+"""The NVIDIA device plugin, where the target does not run one itself, on GPU nodes only."""
+
+from __future__ import annotations
+
+from infra.components.base import PlatformComponent
+from infra.config import GpuPlugin
+from infra.target import GPU_NODE_LABEL, ClusterTarget
+
+
+class GpuDevicePlugin(PlatformComponent):
+    def __init__(self, name: str, target: ClusterTarget, config: GpuPlugin, opts=None):
+        super().__init__("GpuDevicePlugin", name, target, opts)
+        self.plugin = None
+        if config.enabled and target.gpu.has_gpu_nodes and not target.gpu.device_plugin_managed:
+            namespace = self.namespace("nvidia-device-plugin")
+            self.plugin = self.release_of(namespace, config.version)
+        self.register_outputs({})
+
+    def release_of(self, namespace, version: str):
+        gpu_nodes = {"nodeSelectorTerms": [{"matchExpressions": [{"key": GPU_NODE_LABEL, "operator": "Exists"}]}]}
+        return self.release(
+            "nvidia-device-plugin",
+            "nvidia-device-plugin",
+            version,
+            namespace.metadata.name,
+            {
+                "tolerations": self.target.gpu.tolerations,
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": gpu_nodes}},
+            },
+            namespace,
+        )

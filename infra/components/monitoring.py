@@ -1,0 +1,81 @@
+"""kube-prometheus-stack, set to pick up every ServiceMonitor, PodMonitor and PrometheusRule, with Seldon and Spark scraped."""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as k8s
+
+from infra.components.base import PART_OF, PlatformComponent
+from infra.config import Monitoring as MonitoringConfig
+from infra.target import ClusterTarget
+
+NAMESPACE = "monitoring"
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+
+
+class Monitoring(PlatformComponent):
+    def __init__(self, name: str, target: ClusterTarget, config: MonitoringConfig, opts=None):
+        super().__init__("Monitoring", name, target, opts)
+        namespace = self.namespace(NAMESPACE)
+        everything = {
+            f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")
+        }
+        self.stack = self.release(
+            "kube-prometheus-stack",
+            "kube-prometheus-stack",
+            config.version,
+            namespace.metadata.name,
+            {
+                # Without these, the stack only selects monitors labelled `release: <name>`.
+                "prometheus": {
+                    "prometheusSpec": {
+                        **everything,
+                        "retention": "15d",
+                        "storageSpec": {
+                            "volumeClaimTemplate": {
+                                "spec": {
+                                    "storageClassName": target.storage_class,
+                                    "resources": {"requests": {"storage": "50Gi"}},
+                                }
+                            }
+                        },
+                    }
+                },
+                "grafana": {
+                    "sidecar": {
+                        "dashboards": {
+                            "enabled": True,
+                            "label": "grafana_dashboard",
+                            "labelValue": "1",
+                            "searchNamespace": "ALL",
+                        }
+                    }
+                },
+            },
+            namespace,
+        )
+        # Scrape targets the charts above do not declare themselves; the CRDs come with the stack.
+        self.seldon = k8s.apiextensions.CustomResource(
+            f"{name}-seldon-models",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": "seldon-models", "namespace": NAMESPACE, "labels": PART_OF},
+            spec={
+                "namespaceSelector": {"any": True},
+                "selector": {"matchLabels": {"app.kubernetes.io/managed-by": "seldon-core"}},
+                "podMetricsEndpoints": [{"port": "metrics", "path": "/prometheus"}],
+            },
+            opts=self.opts(self.stack),
+        )
+        self.spark = k8s.apiextensions.CustomResource(
+            f"{name}-spark-drivers",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": "spark-drivers", "namespace": NAMESPACE, "labels": PART_OF},
+            spec={
+                "namespaceSelector": {"any": True},
+                "selector": {"matchLabels": {"spark-role": "driver"}},
+                "podMetricsEndpoints": [{"port": "spark-ui", "path": "/metrics/executors/prometheus"}],
+            },
+            opts=self.opts(self.stack),
+        )
+        self.register_outputs({})

@@ -1,0 +1,196 @@
+"""Self-service team workspaces: a team is a few lines of stack config; this makes everything it needs.
+
+Per team: a namespace, a ResourceQuota (GPUs included), a LimitRange, edit rights for the team's
+members and groups in that namespace only, default-deny network policies with the openings the
+platform needs, and service accounts bound by the target to the team's storage prefix alone.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components import mlflow, monitoring, pipelines
+from infra.components.base import PART_OF, PlatformComponent, bound_service_account
+from infra.components.spark import feature_store_configmaps
+from infra.config import Team
+from infra.target import ClusterTarget
+
+TEAM_LABEL = "mlkit.io/team"
+# Namespaces team pods may call: the tracking server, pipelines, and the kind target's object store.
+PLATFORM_NAMESPACES = [mlflow.NAMESPACE, pipelines.NAMESPACE, "mlkit-system"]
+# What a team's own workloads run as: Spark jobs (which also start executor pods), and everything else.
+SERVICE_ACCOUNTS = ("spark", "ml")
+
+
+def team_prefix(team: str) -> str:
+    return f"teams/{team}"
+
+
+class TeamAccess(pulumi.ComponentResource):
+    """Cluster-wide, once: lets the built-in `edit` role manage the platform's custom resources too."""
+
+    def __init__(self, name: str, target: ClusterTarget, opts=None):
+        super().__init__("mlkit:platform:TeamAccess", name, None, opts)
+        k8s.rbac.v1.ClusterRole(
+            f"{name}-edit-ml-resources",
+            metadata={
+                "name": "mlkit-edit-ml-resources",
+                "labels": {**PART_OF, "rbac.authorization.k8s.io/aggregate-to-edit": "true"},
+            },
+            rules=[
+                {
+                    "apiGroups": ["sparkoperator.k8s.io"],
+                    "resources": ["sparkapplications", "scheduledsparkapplications"],
+                    "verbs": ["*"],
+                },
+                {"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["*"]},
+                {
+                    "apiGroups": ["monitoring.coreos.com"],
+                    "resources": ["servicemonitors", "podmonitors", "prometheusrules"],
+                    "verbs": ["*"],
+                },
+            ],
+            opts=pulumi.ResourceOptions(parent=self, provider=target.provider),
+        )
+        self.register_outputs({})
+
+
+class TeamWorkspace(PlatformComponent):
+    def __init__(self, name: str, target: ClusterTarget, team: Team, opts=None):
+        super().__init__("TeamWorkspace", name, target, opts)
+        ns = team.name
+        self.namespace_resource = self.namespace(ns, {TEAM_LABEL: ns})
+        after_ns = self.namespace_resource
+        quota = team.quotas
+        k8s.core.v1.ResourceQuota(
+            f"{name}-quota",
+            metadata={"name": "team-quota", "namespace": ns, "labels": PART_OF},
+            spec={
+                "hard": {
+                    "requests.cpu": quota.cpu,
+                    "requests.memory": quota.memory,
+                    "limits.memory": quota.memory,
+                    "requests.nvidia.com/gpu": str(quota.gpu),
+                    "requests.storage": quota.storage,
+                    "persistentvolumeclaims": "20",
+                }
+            },
+            opts=self.opts(after_ns),
+        )
+        # Quotas on requests need every container to state them: these are the defaults.
+        k8s.core.v1.LimitRange(
+            f"{name}-limits",
+            metadata={"name": "team-defaults", "namespace": ns, "labels": PART_OF},
+            spec={
+                "limits": [
+                    {
+                        "type": "Container",
+                        "defaultRequest": {"cpu": "100m", "memory": "256Mi"},
+                        "default": {"cpu": "1", "memory": "2Gi"},
+                    }
+                ]
+            },
+            opts=self.opts(after_ns),
+        )
+        subjects = [{"kind": "Group", "name": g, "apiGroup": "rbac.authorization.k8s.io"} for g in team.groups]
+        subjects += [{"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"} for u in team.members]
+        if subjects:
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-edit",
+                metadata={"name": "team-edit", "namespace": ns, "labels": PART_OF},
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                subjects=subjects,
+                opts=self.opts(after_ns),
+            )
+        self._network_policies(ns, after_ns)
+
+        self.bindings = {}
+        for account in SERVICE_ACCOUNTS:
+            _, self.bindings[account] = bound_service_account(self, account, account, ns, team_prefix(ns), after_ns)
+        # The Spark driver starts and watches its executors.
+        k8s.rbac.v1.Role(
+            f"{name}-spark-driver",
+            metadata={"name": "spark-driver", "namespace": ns, "labels": PART_OF},
+            rules=[
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
+                    "verbs": ["create", "get", "list", "watch", "update", "patch", "delete", "deletecollection"],
+                }
+            ],
+            opts=self.opts(after_ns),
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-spark-driver",
+            metadata={"name": "spark-driver", "namespace": ns, "labels": PART_OF},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
+            subjects=[{"kind": "ServiceAccount", "name": "spark", "namespace": ns}],
+            opts=self.opts(after_ns),
+        )
+        self.feature_store = target.object_store.uri(f"{team_prefix(ns)}/features")
+        feature_store_configmaps(self, ns, self.feature_store, after_ns)
+        self.register_outputs({"featureStore": self.feature_store})
+
+    def _network_policies(self, ns: str, after_ns) -> None:
+        def policy(key: str, spec: dict) -> None:
+            k8s.networking.v1.NetworkPolicy(
+                f"{self.name}-{key}",
+                metadata={"name": key, "namespace": ns, "labels": PART_OF},
+                spec=spec,
+                opts=self.opts(after_ns),
+            )
+
+        def namespaces(*names: str) -> dict:
+            return {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(names)}
+                    ]
+                }
+            }
+
+        policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        policy(
+            "same-namespace",
+            {
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [{"podSelector": {}}]}],
+                "egress": [{"to": [{"podSelector": {}}]}],
+            },
+        )
+        policy(
+            "dns",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [namespaces("kube-system")],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
+            },
+        )
+        policy(
+            "platform-services",
+            {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [namespaces(*PLATFORM_NAMESPACES)]}]},
+        )
+        # The Kubernetes API (Spark drivers start executors) and the cloud object store are outside the pod network.
+        policy(
+            "https-out",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}],
+            },
+        )
+        policy(
+            "from-platform",
+            {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [namespaces(monitoring.NAMESPACE, "seldon-system", "spark-operator")]}],
+            },
+        )
