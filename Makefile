@@ -42,7 +42,7 @@ demo: setup ## run the ML loop on this machine, on its embedded defaults
 	.venv/workloads/bin/python -m workloads.demo
 
 # environment:benchmark pairs (benchmarks/bench_<name>.py)
-BENCHMARKS := infra:config workloads:featurestore
+BENCHMARKS := infra:config workloads:featurestore workloads:training
 
 bench: setup ## measure and write benchmarks/results/*.json (a few minutes)
 	@for pair in $(BENCHMARKS); do .venv/$${pair%%:*}/bin/python benchmarks/run.py $${pair#*:} || exit 1; done

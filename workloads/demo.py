@@ -1,11 +1,13 @@
 """`make demo`: the ML loop on this machine, on the bundled Telco data, with no cloud account.
 
-Today it runs the feature store stage; training, serving and monitoring join as they land.
-Everything it writes goes under data/demo (or MLKIT_DATA_DIR), rebuilt on each run.
+Stages: the feature job into Hudi tables, then training tracked and registered in MLflow.
+Serving and monitoring join as they land. Everything it writes goes under data/demo (or
+MLKIT_DATA_DIR), rebuilt on each run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from datetime import UTC, datetime
@@ -93,14 +95,45 @@ def feature_store_stage(data: Path) -> None:
     )
     rerun = run_batch(spark, store, specs, str(batch.path), event_time=feb)
     console.print(f"re-running February's batch: written {[r.written for r in rerun]} (idempotent)")
+    return store
+
+
+def training_stage(data: Path, store: FeatureStore) -> None:
+    from workloads.training.config import load_config
+    from workloads.training.train import train
+
+    console.rule("[bold]2. Training: PyTorch on a point-in-time training set, tracked in MLflow")
+    mlflow_dir = data / "mlflow"
+    shutil.rmtree(mlflow_dir, ignore_errors=True)
+    os.environ["MLKIT_DATA_DIR"] = str(data)  # local tracking and artifacts under data/demo/mlflow
+    report = train(
+        store,
+        load_config(REPO / "workloads" / "training" / "configs" / "churn.yaml"),
+        tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+    )
+    table = Table(
+        title=f"{report.model_name} v{report.model_version} (run {report.run_id}, {report.device}, best epoch {report.best_epoch})",
+        title_justify="left",
+    )
+    for metric in report.test:
+        table.add_column(f"test {metric}", justify="right")
+    table.add_row(*(f"{v:.4f}" for v in report.test.values()))
+    console.print(table)
+    console.print(f"lineage: feature store {store.root}, instants {report.instants}, rows {report.rows}")
+    console.print(f"registry: {report.promotion}")
+    console.print(f"browse: .venv/workloads/bin/mlflow ui --backend-store-uri sqlite:///{mlflow_dir / 'mlflow.db'}")
 
 
 def main() -> None:
+    # MLflow's table setup and its note that uv environments carry no pip are noise here.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     data = Path(os.environ.get("MLKIT_DATA_DIR", REPO / "data")) / "demo"
     data.mkdir(parents=True, exist_ok=True)
-    feature_store_stage(data)
+    store = feature_store_stage(data)
+    training_stage(data, store)
     console.rule("[bold]done")
-    console.print("Next stages (training, serving, monitoring) run here as they are built; see docs/status.md.")
+    console.print("Next stages (serving, monitoring) run here as they are built; see docs/status.md.")
 
 
 if __name__ == "__main__":

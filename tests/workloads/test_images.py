@@ -17,7 +17,7 @@ def pins(path: Path) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("image", ["features"])
+@pytest.mark.parametrize("image", ["features", "training"])
 def test_image_requirements_match_the_tested_lock(image):
     wanted = pins(REPO / "workloads" / image / "requirements.txt")
     locked = pins(REPO / "requirements" / "workloads.lock")

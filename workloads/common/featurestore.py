@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from workloads.common.specs import FeatureSpec, parse_spec
-from workloads.common.storage import ObjectStore, join, spark_uri
+from workloads.common.storage import ObjectStore, is_local, join, local_path, spark_uri
 from workloads.common.transform import FittedTransform
 
 METADATA_PREFIX = "mlkit."
@@ -79,7 +80,8 @@ class TrainingSet:
 
 class FeatureStore:
     def __init__(self, root: str, store: ObjectStore | None = None):
-        self.root = root.rstrip("/")
+        # hudi-rs needs absolute local paths; object-store URIs pass through.
+        self.root = str(Path(local_path(root)).resolve()) if is_local(root) else root.rstrip("/")
         self.store = store or ObjectStore.from_env()
 
     # --- addressing ---------------------------------------------------------------------------

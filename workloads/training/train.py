@@ -1,0 +1,276 @@
+"""One training run: build the point-in-time set, fit, evaluate, export, track in MLflow, register, gate.
+
+Lineage tags on every run: the feature and label tables with the Hudi instants read, the feature
+store, the code version and the row counts; retraining from those tags reproduces the run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workloads.common.featurestore import FeatureStore
+from workloads.training.config import TrainConfig
+from workloads.training.data import TrainingSet, build_training_set
+from workloads.training.model import FitResult, Probabilities, evaluate, fit, predict
+
+CHAMPION = "champion"
+PARITY_TOLERANCE = 1e-4
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ExportError(Exception):
+    pass
+
+
+@dataclass
+class TrainingReport:
+    run_id: str
+    model_name: str
+    model_version: str
+    promoted: bool
+    promotion: str
+    test: dict[str, float]
+    instants: dict[str, str]
+    rows: dict[str, int]
+    device: str
+    best_epoch: int
+    samples_per_second: float
+    champion_test: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def configure_tracking(tracking_uri: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI in the cluster; a SQLite file under data/mlflow on this machine."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local_mlflow_dir() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def local_mlflow_dir() -> Path:
+    return Path(os.environ.get("MLKIT_DATA_DIR", REPO / "data")) / "mlflow"
+
+
+def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None = None) -> TrainingReport:
+    import mlflow
+
+    data = build_training_set(store, config)  # every data problem fails here, before a run exists
+    uri = configure_tracking(tracking_uri)
+    experiment = mlflow.get_experiment_by_name(config.model_name)
+    if experiment is None:
+        artifacts = (
+            (local_mlflow_dir() / "artifacts").resolve().as_uri() if uri.startswith(("sqlite:", "file:")) else None
+        )
+        mlflow.create_experiment(config.model_name, artifact_location=artifacts)
+    mlflow.set_experiment(config.model_name)
+    rows = {part: int((data.split == part).sum()) for part in ("train", "validation", "test")}
+
+    with mlflow.start_run() as run:
+        mlflow.set_tags(lineage_tags(store, config, data, rows))
+        mlflow.log_params(_flat(config.model_dump(mode="json")))
+        mlflow.log_dict(config.model_dump(mode="json"), "training/config.json")
+        for table in config.feature_tables:
+            instant = data.instants[table]
+            mlflow.log_text(store.spec(table, instant).model_dump_json(indent=2), f"features/{table}/spec.json")
+            mlflow.log_text(store.transform(table, instant).to_json(), f"features/{table}/transform.json")
+
+        result = fit(
+            config,
+            data.part("train"),
+            data.part("validation"),
+            on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch),
+        )
+        x_test, y_test = data.part("test")
+        test = evaluate(y_test, predict(result.model, x_test))
+        mlflow.log_metrics(
+            {f"test_{k}": v for k, v in test.items()}
+            | {"best_epoch": result.best_epoch, "train_samples_per_second": result.samples_per_second}
+        )
+
+        onnx_bytes = export_onnx(result.model, data.features.shape[1])
+        parity = onnx_parity(onnx_bytes, result.model, x_test)
+        mlflow.log_metric("onnx_max_abs_diff", parity)
+        if parity > PARITY_TOLERANCE:
+            raise ExportError(
+                f"the ONNX export differs from the PyTorch model by {parity:.2e} (> {PARITY_TOLERANCE:g})"
+            )
+        info = log_models(result, onnx_bytes, config, data)
+        version = str(info.registered_model_version)
+        promoted, reason, champion_test = promote_if_better(config.model_name, version, x_test, y_test, test["roc_auc"])
+        mlflow.set_tag("mlkit.promotion", reason)
+        if champion_test:
+            mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_test.items()})
+
+    return TrainingReport(
+        run.info.run_id,
+        config.model_name,
+        version,
+        promoted,
+        reason,
+        test,
+        data.instants,
+        rows,
+        result.device,
+        result.best_epoch,
+        round(result.samples_per_second),
+        champion_test,
+    )
+
+
+def lineage_tags(store: FeatureStore, config: TrainConfig, data: TrainingSet, rows: dict[str, int]) -> dict[str, str]:
+    return {
+        "mlkit.feature_store": store.root,
+        "mlkit.feature_tables": json.dumps(config.feature_tables),
+        "mlkit.label_table": config.label_table,
+        "mlkit.instants": json.dumps(data.instants, sort_keys=True),
+        "mlkit.code_version": code_version(),
+        "mlkit.training_rows": str(sum(rows.values())),
+        "mlkit.split_rows": json.dumps(rows),
+        "mlkit.rows_without_features": str(data.dropped_without_features),
+    }
+
+
+def code_version() -> str:
+    if os.environ.get("MLKIT_CODE_VERSION"):
+        return os.environ["MLKIT_CODE_VERSION"]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return f"{sha}{'-dirty' if dirty else ''}" if sha else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def export_onnx(model, inputs: int) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    example = torch.zeros(2, inputs)
+    # The TorchScript exporter: an MLP needs nothing the torch.export-based one adds, and it needs no onnxscript.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            Probabilities(model).eval(),
+            (example,),
+            buffer,
+            input_names=["features"],
+            output_names=["probability"],
+            dynamic_axes={"features": {0: "batch"}, "probability": {0: "batch"}},
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def onnx_parity(onnx_bytes: bytes, model, features: np.ndarray) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    served = session.run(None, {"features": features})[0].squeeze(1)
+    return float(np.max(np.abs(served - predict(model, features))))
+
+
+def log_models(result: FitResult, onnx_bytes: bytes, config: TrainConfig, data: TrainingSet):
+    """The PyTorch model for retraining and analysis; the ONNX model, registered, for serving."""
+    import mlflow
+    import onnx
+    import onnxruntime
+    import torch
+
+    mlflow.pytorch.log_model(
+        Probabilities(result.model),
+        name="pytorch",
+        input_example=data.features[:5],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+    )
+    signature = mlflow.models.infer_signature(data.features[:5], predict(result.model, data.features[:5]))
+    return mlflow.onnx.log_model(
+        onnx.load_from_string(onnx_bytes),
+        name="model",
+        registered_model_name=config.model_name,
+        signature=signature,
+        pip_requirements=[f"onnxruntime=={onnxruntime.__version__}", f"onnx=={onnx.__version__}"],
+        onnx_execution_providers=["CPUExecutionProvider"],  # the serving image is CPU-only
+    )
+
+
+def promote_if_better(
+    name: str, version: str, x_test: np.ndarray, y_test: np.ndarray, new_auc: float
+) -> tuple[bool, str, dict[str, float]]:
+    """Give the new version the champion alias only if it beats the champion on this same test set."""
+    import mlflow
+    import onnxruntime
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    if current is None:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return True, "promoted: there was no champion", {}
+    champion = onnxruntime.InferenceSession(
+        mlflow.onnx.load_model(f"models:/{name}@{CHAMPION}").SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    expected = champion.get_inputs()[0].shape[1]
+    if expected != x_test.shape[1]:
+        return (
+            False,
+            f"not promoted: champion v{current.version} takes {expected} features, this model {x_test.shape[1]}; compare and promote by hand",
+            {},
+        )
+    champion_test = evaluate(y_test, champion.run(None, {"features": x_test})[0].squeeze(1))
+    if new_auc > champion_test["roc_auc"]:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return (
+            True,
+            f"promoted: test ROC AUC {new_auc:.4f} beats champion v{current.version} at {champion_test['roc_auc']:.4f}",
+            champion_test,
+        )
+    return (
+        False,
+        f"not promoted: test ROC AUC {new_auc:.4f} does not beat champion v{current.version} at {champion_test['roc_auc']:.4f}",
+        champion_test,
+    )
+
+
+def config_from_run(run_id: str, tracking_uri: str | None = None) -> tuple[TrainConfig, str]:
+    """The config and feature store of a past run, pinned to the instants it read."""
+    import mlflow
+
+    configure_tracking(tracking_uri)
+    run = mlflow.get_run(run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="training/config.json", dst_path=tmp)
+        recorded = json.loads(Path(path).read_text())
+    recorded["as_of"] = json.loads(run.data.tags["mlkit.instants"])
+    return TrainConfig.model_validate(recorded), run.data.tags["mlkit.feature_store"]
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    return out
