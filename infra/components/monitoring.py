@@ -54,28 +54,25 @@ class Monitoring(PlatformComponent):
             namespace,
         )
         # Scrape targets the charts above do not declare themselves; the CRDs come with the stack.
-        self.seldon = k8s.apiextensions.CustomResource(
-            f"{name}-seldon-models",
-            api_version="monitoring.coreos.com/v1",
-            kind="PodMonitor",
-            metadata={"name": "seldon-models", "namespace": NAMESPACE, "labels": PART_OF},
-            spec={
-                "namespaceSelector": {"any": True},
-                "selector": {"matchLabels": {"app.kubernetes.io/managed-by": "seldon-core"}},
-                "podMetricsEndpoints": [{"port": "metrics", "path": "/prometheus"}],
-            },
-            opts=self.opts(self.stack),
+        self.seldon = self._pod_monitor(
+            "seldon-models", {"app.kubernetes.io/managed-by": "seldon-core"}, "metrics", "/prometheus"
         )
-        self.spark = k8s.apiextensions.CustomResource(
-            f"{name}-spark-drivers",
-            api_version="monitoring.coreos.com/v1",
-            kind="PodMonitor",
-            metadata={"name": "spark-drivers", "namespace": NAMESPACE, "labels": PART_OF},
-            spec={
-                "namespaceSelector": {"any": True},
-                "selector": {"matchLabels": {"spark-role": "driver"}},
-                "podMetricsEndpoints": [{"port": "spark-ui", "path": "/metrics/executors/prometheus"}],
-            },
-            opts=self.opts(self.stack),
+        self.spark = self._pod_monitor(
+            "spark-drivers", {"spark-role": "driver"}, "spark-ui", "/metrics/executors/prometheus"
         )
         self.register_outputs({})
+
+    def _pod_monitor(self, name: str, labels: dict[str, str], port: str, path: str) -> k8s.apiextensions.CustomResource:
+        """Scrape pods with these labels in any namespace."""
+        return k8s.apiextensions.CustomResource(
+            f"{self.name}-{name}",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": name, "namespace": NAMESPACE, "labels": PART_OF},
+            spec={
+                "namespaceSelector": {"any": True},
+                "selector": {"matchLabels": labels},
+                "podMetricsEndpoints": [{"port": port, "path": path}],
+            },
+            opts=self.opts(self.stack),
+        )
