@@ -7,7 +7,6 @@ MLKIT_DATA_DIR), rebuilt on each run.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from datetime import UTC, datetime
@@ -126,8 +125,8 @@ def training_stage(data: Path, store: FeatureStore) -> None:
 
 def main() -> None:
     # MLflow's table setup and its note that uv environments carry no pip are noise here.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # (MLflow resets its logger level on import, so the environment variable is what sticks.)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     data = Path(os.environ.get("MLKIT_DATA_DIR", REPO / "data")) / "demo"
     data.mkdir(parents=True, exist_ok=True)
     store = feature_store_stage(data)
