@@ -19,14 +19,20 @@ help: ## list the targets
 setup: ## install everything tests and the demo need (pinned, cached; reruns take seconds)
 	@scripts/setup.sh
 
+# Seldon's microservice binds 0.0.0.0: its tests run in a private network namespace (loopback only).
+CONFINED := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn) sh -c
+LOOPBACK := ip link set lo up &&
+
 # Each environment runs the tests of the code it ships (their dependencies conflict).
 test: setup ## run the test suite (the slow end-to-end tests excluded)
 	.venv/infra/bin/pytest -m "not slow" tests/infra tests/charts $(PYTEST_ARGS)
 	.venv/workloads/bin/pytest -m "not slow" tests/workloads $(PYTEST_ARGS)
+	$(CONFINED) '$(LOOPBACK) .venv/serving/bin/pytest -m "not slow" tests/serving $(PYTEST_ARGS)'
 
 test-slow: setup ## run only the slow end-to-end and load tests
 	.venv/infra/bin/pytest -m slow tests/infra tests/charts $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none collected
 	.venv/workloads/bin/pytest -m slow tests/workloads $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(CONFINED) '$(LOOPBACK) .venv/serving/bin/pytest -m slow tests/serving $(PYTEST_ARGS) || [ $$? -eq 5 ]' 
 
 lint: setup ## ruff lint and format check, helm lint of every chart
 	ruff check .

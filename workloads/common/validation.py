@@ -13,18 +13,20 @@ import pandas as pd
 from workloads.common.specs import ColumnSpec, FeatureSpec
 
 
-def validate_frame(spec: FeatureSpec, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+def validate_frame(spec: FeatureSpec, raw: pd.DataFrame, *, require_key: bool = True) -> tuple[pd.DataFrame, pd.Series]:
     """Typed values and per-row reasons (an empty list: the row is accepted).
 
     ``raw`` holds strings or plain Python values; a column it lacks counts as blank.
     Typed columns: int -> Int64, double -> float64, boolean -> boolean, string -> object.
+    ``require_key=False`` lets the entity key be absent (a prediction request need not carry one).
     """
     n = len(raw)
     typed = pd.DataFrame(index=raw.index)
     messages: list[pd.Series] = []
 
     key_text = _text(raw, spec.entity.key)
-    messages.append(_where(key_text.isna(), f"{spec.entity.key}: required value is missing", n, raw.index))
+    if require_key:
+        messages.append(_where(key_text.isna(), f"{spec.entity.key}: required value is missing", n, raw.index))
     typed[spec.entity.key] = key_text.astype(object)
 
     if spec.event_time.column:

@@ -89,3 +89,23 @@ def synthetic_batch(out: Path, rows: int, *, versions_of: pd.DataFrame | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     sample.to_csv(out, index=False)
     return out
+
+
+def telco_matrix():
+    """Telco as feature vectors and labels through the spec's validation and a transformation fitted
+    in pandas: the feature job's result without Spark, for benchmarks and serving fixtures.
+    Returns (features, labels, spec, transform)."""
+    from workloads.common.specs import load_spec
+    from workloads.common.transform import FittedTransform
+    from workloads.common.validation import validate_frame
+
+    spec = load_spec(Path(__file__).resolve().parent / "specs" / "customer_features.yaml")
+    raw = pd.read_csv(TELCO, dtype=str, keep_default_na=False)
+    typed, _ = validate_frame(spec, raw)
+    numeric = [c.name for c in spec.columns if c.type in ("int", "double")]
+    stats = {
+        n: {"mean": typed[n].mean(), "std": typed[n].std(ddof=0), "min": typed[n].min(), "max": typed[n].max()}
+        for n in numeric
+    }
+    transform = FittedTransform.fit(spec, stats)
+    return transform.apply(typed), (raw["Churn"] == "Yes").to_numpy(np.float32), spec, transform

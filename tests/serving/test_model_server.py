@@ -1,0 +1,130 @@
+"""Real requests against the real Seldon microservice: valid, malformed, feedback, metrics, request log."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+import requests
+
+from workloads.features.demo_data import TELCO
+
+ROWS = pd.read_csv(TELCO, dtype=str, keep_default_na=False).head(20)
+FEATURES = [c for c in ROWS.columns if c not in ("customerID", "Churn")]
+
+
+def row(i: int = 0, **changes) -> dict:
+    values = {k: ROWS.iloc[i][k] for k in FEATURES}
+    values.update(
+        tenure=int(values["tenure"]),
+        SeniorCitizen=int(values["SeniorCitizen"]),
+        MonthlyCharges=float(values["MonthlyCharges"]),
+    )
+    values["TotalCharges"] = float(values["TotalCharges"]) if values["TotalCharges"].strip() else 0.0
+    return {**values, **changes}
+
+
+def probabilities(response: requests.Response) -> list[float]:
+    """Seldon answers in the request's form: a tensor for JSON, an ndarray for ndarray."""
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    return data["tensor"]["values"] if "tensor" in data else [v for r in data["ndarray"] for v in r]
+
+
+def test_single_named_json_prediction_carries_the_model_version(server):
+    response = server.predict({"jsonData": row()})
+    [p] = probabilities(response)
+    assert 0.0 < p < 1.0
+    assert response.json()["meta"]["tags"] == {"model_name": "churn-classifier", "model_version": "fixture-1"}
+
+
+def test_batch_json_and_ndarray_agree(server):
+    rows = [row(i) for i in range(10)]
+    from_json = probabilities(server.predict({"jsonData": {"instances": rows}}))
+    ndarray = {"data": {"names": FEATURES, "ndarray": [[r[f] for f in FEATURES] for r in rows]}}
+    from_ndarray = probabilities(server.predict(ndarray))
+    assert len(from_json) == 10 and from_json == pytest.approx(from_ndarray, abs=1e-6)
+    single = probabilities(server.predict({"jsonData": rows[3]}))
+    assert single[0] == pytest.approx(from_json[3], abs=1e-6)  # batching changes nothing
+
+
+@pytest.mark.parametrize(
+    ("body", "names_the_problem"),
+    [
+        ({"jsonData": {k: v for k, v in row().items() if k != "tenure"}}, "tenure: required value is missing"),
+        ({"jsonData": row(tenure="twelve")}, "tenure: 'twelve' is not an integer"),
+        ({"jsonData": row(MonthlyCharges=[1, 2])}, "MonthlyCharges"),
+        ({"jsonData": row(Contract="Three year")}, "Contract: 'Three year' is not one of"),
+        ({"jsonData": row(colour="blue")}, "unknown feature(s) ['colour']"),
+        ({"data": {"names": FEATURES[:3], "ndarray": [[1, 2]]}}, "data.names: 3 names for rows of 2 values"),
+        ({"jsonData": [1, 2, 3]}, "data.names: 0 names for rows of 3 values"),
+        ("", "Can't find JSON in data"),
+        ("{not json", "Can't find JSON in data"),
+    ],
+    ids=[
+        "missing",
+        "wrong-type",
+        "wrong-shape-value",
+        "unknown-category",
+        "unknown-field",
+        "wrong-shape",
+        "not-an-object",
+        "empty",
+        "not-json",
+    ],
+)
+def test_bad_input_is_a_400_naming_the_problem_and_the_server_keeps_serving(server, body, names_the_problem):
+    response = server.predict(body)
+    assert response.status_code == 400, response.text
+    assert names_the_problem in response.json()["status"]["info"]
+    assert probabilities(server.predict({"jsonData": row()}))  # still serving
+
+
+def test_feedback_is_stored_for_retraining(server):
+    # Seldon passes feedback features on from a `data` payload (names + ndarray).
+    request = {"data": {"names": FEATURES, "ndarray": [[row(1)[f] for f in FEATURES]]}}
+    response = requests.post(
+        f"{server.url}/api/v1.0/feedback",
+        json={"request": request, "truth": {"data": {"ndarray": [[1]]}}, "reward": 1.0},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    records = wait_for_records(server, lambda r: r["kind"] == "feedback")
+    assert records[-1]["truth"] == [[1.0]] and records[-1]["reward"] == 1.0
+    assert float(records[-1]["inputs"][0]["tenure"]) == row(1)["tenure"]  # Seldon hands mixed ndarrays over as text
+
+
+def test_requests_and_predictions_reach_the_request_log(server):
+    marker = 987.65
+    [p] = probabilities(server.predict({"jsonData": row(2, MonthlyCharges=marker)}))
+    records = wait_for_records(
+        server, lambda r: r["kind"] == "prediction" and r["inputs"].get("MonthlyCharges") == marker
+    )
+    assert records[-1]["probability"] == pytest.approx(p, abs=1e-6) and records[-1]["version"] == "fixture-1"
+
+
+def test_metrics_are_scraped_with_the_model_version(server):
+    probabilities(server.predict({"jsonData": {"instances": [row(i) for i in range(5)]}}))
+    text = requests.get(f"http://127.0.0.1:{server.metrics}/metrics", timeout=10).text
+    lines = [line for line in text.splitlines() if line.startswith("mlkit_predictions_total")]
+    assert lines and all(
+        'registered_version="fixture-1"' in line and 'registered_model="churn-classifier"' in line for line in lines
+    )
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) >= 5
+
+
+def wait_for_records(server, predicate, timeout: float = 15) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = [
+            json.loads(line)
+            for path in sorted(server.log_dir.rglob("*.jsonl"))
+            for line in path.read_text().splitlines()
+        ]
+        found = [r for r in records if predicate(r)]
+        if found:
+            return found
+        time.sleep(0.3)
+    pytest.fail("no matching record reached the request log")

@@ -1,0 +1,222 @@
+"""The Seldon Core v1 model: the registered champion (ONNX) behind predict, feedback, health and metrics.
+
+Requests are validated and transformed by the same code the feature job and training used
+(workloads/common), with the spec and fitted transformation the model was trained on (its MLflow
+run's `features/<table>/` artifacts). Bad input is a 400 naming the field; the server keeps serving.
+
+Run: seldon-core-microservice workloads.serving.model.FeatureModel
+Environment: MLKIT_MODEL_URI (models:/<name>@champion, or a directory laid out like a run's
+artifacts), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workloads.common.specs import FeatureSpec, parse_spec
+from workloads.common.transform import FittedTransform
+from workloads.common.validation import validate_frame
+
+THRESHOLD = 0.5
+MAX_ROWS = 10_000
+
+
+class BadRequest(Exception):
+    """Turned into Seldon's 400 response."""
+
+
+def _seldon_error(message: str):
+    from seldon_core.flask_utils import SeldonMicroserviceException
+
+    return SeldonMicroserviceException(message, status_code=400, reason="MICROSERVICE_BAD_DATA")
+
+
+class FeatureModel:
+    def __init__(self, model_uri: str | None = None, request_log: str | None = None):
+        self.model_uri = model_uri or os.environ.get("MLKIT_MODEL_URI", "")
+        self.request_log_uri = request_log if request_log is not None else os.environ.get("MLKIT_REQUEST_LOG", "")
+        self.ready = False
+        self._counts = {"0": 0, "1": 0}
+        self._dropped_reported = 0
+
+    # --- loading -------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Seldon calls this once per worker before serving."""
+        import onnxruntime
+
+        from workloads.serving.requestlog import RequestLog
+
+        directory, self.model_name, self.model_version = self._artifacts()
+        config = json.loads((directory / "training" / "config.json").read_text())
+        self.tables: list[tuple[FeatureSpec, FittedTransform]] = [
+            (
+                parse_spec(json.loads((directory / "features" / t / "spec.json").read_text()), f"{t} spec"),
+                FittedTransform.from_json((directory / "features" / t / "transform.json").read_text()),
+            )
+            for t in config["feature_tables"]
+        ]
+        self.session = onnxruntime.InferenceSession(
+            str(directory / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        self.inputs = self.session.get_inputs()[0].shape[1]
+        self.request_log = RequestLog(self.request_log_uri) if self.request_log_uri else None
+        self.ready = True
+
+    def _artifacts(self) -> tuple[Path, str, str]:
+        if self.model_uri.startswith("models:/"):
+            import mlflow
+
+            name, _, alias = self.model_uri.removeprefix("models:/").partition("@")
+            version = mlflow.MlflowClient().get_model_version_by_alias(name, alias or "champion")
+            target = Path(tempfile.mkdtemp(prefix="mlkit-model-"))
+            mlflow.artifacts.download_artifacts(run_id=version.run_id, dst_path=str(target))
+            return target, name, str(version.version)
+        directory = Path(self.model_uri)
+        meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}
+        return directory, meta.get("name", directory.name), str(meta.get("version", "local"))
+
+    # --- Seldon's interface ------------------------------------------------------------------------------
+
+    def predict(self, X, names, meta=None):
+        started = time.perf_counter()
+        try:
+            frame = request_frame(X, names)
+            features = self.features(frame)
+        except BadRequest as e:
+            raise _seldon_error(str(e)) from None
+        probability = self.session.run(None, {"features": features})[0].reshape(-1)
+        predicted = (probability >= THRESHOLD).astype(int)
+        for cls in ("0", "1"):
+            self._counts[cls] += int((predicted == int(cls)).sum())
+        self._last_latency_ms = (time.perf_counter() - started) * 1000
+        if self.request_log:
+            now = datetime.now(UTC).isoformat()
+            for row, p in zip(frame.to_dict(orient="records"), probability, strict=True):
+                self.request_log.put(
+                    {
+                        "time": now,
+                        "kind": "prediction",
+                        "model": self.model_name,
+                        "version": self.model_version,
+                        "inputs": row,
+                        "probability": float(p),
+                    }
+                )
+        return probability.reshape(-1, 1)
+
+    def features(self, frame: pd.DataFrame) -> np.ndarray:
+        """Validate and transform request rows exactly as training data was; BadRequest names every problem."""
+        blocks, problems = [], []
+        for spec, transform in self.tables:
+            typed, reasons = validate_frame(spec, frame, require_key=False)
+            problems += [f"row {i}: {r}" for i, rs in enumerate(reasons) for r in rs]
+            if not problems:
+                matrix, unknown = transform.apply_with_reasons(typed)
+                problems += [f"row {i}: {u}" for i, us in enumerate(unknown) for u in us]
+                blocks.append(matrix)
+        known = {c.name for spec, _ in self.tables for c in spec.columns} | {spec.entity.key for spec, _ in self.tables}
+        if unexpected := sorted(set(frame.columns) - known):
+            problems.append(f"unknown feature(s) {unexpected}; expected {sorted(known)}")
+        if problems:
+            raise BadRequest(
+                "; ".join(problems[:20]) + (f" (+{len(problems) - 20} more)" if len(problems) > 20 else "")
+            )
+        return np.hstack(blocks).astype(np.float32)
+
+    def class_names(self):
+        return ["probability"]
+
+    def send_feedback(self, features, feature_names, reward, truth, routing=None):
+        """Store the truth (and reward) beside the request log, for monitoring and retraining."""
+        if self.request_log:
+            try:
+                inputs = (
+                    request_frame(features, feature_names).to_dict(orient="records")
+                    if features is not None and len(features)
+                    else []
+                )
+            except BadRequest:
+                inputs = []
+            self.request_log.put(
+                {
+                    "time": datetime.now(UTC).isoformat(),
+                    "kind": "feedback",
+                    "model": self.model_name,
+                    "version": self.model_version,
+                    "inputs": inputs,
+                    "truth": np.asarray(truth).tolist() if truth is not None else None,
+                    "reward": reward,
+                }
+            )
+        return []
+
+    def metrics(self):
+        """Per-request custom metrics; Seldon adds the model's tags and serves them on its metrics port."""
+        # Not model_name/model_version: Seldon's own default labels (set by its operator) take those keys.
+        model = {"registered_model": self.model_name, "registered_version": self.model_version}
+        metrics = [
+            {"type": "COUNTER", "key": "mlkit_predictions_total", "value": n, "tags": {**model, "class": cls}}
+            for cls, n in self._counts.items()
+            if n
+        ]
+        self._counts = {"0": 0, "1": 0}
+        if getattr(self, "_last_latency_ms", None) is not None:
+            metrics.append(
+                {"type": "TIMER", "key": "mlkit_predict_inner_ms", "value": self._last_latency_ms, "tags": model}
+            )
+            self._last_latency_ms = None
+        if self.request_log and self.request_log.dropped > self._dropped_reported:
+            metrics.append(
+                {
+                    "type": "COUNTER",
+                    "key": "mlkit_request_log_dropped_total",
+                    "value": self.request_log.dropped - self._dropped_reported,
+                    "tags": model,
+                }
+            )
+            self._dropped_reported = self.request_log.dropped
+        return metrics
+
+    def tags(self):
+        return {"model_name": self.model_name, "model_version": self.model_version}
+
+    def health_status(self):
+        if not self.ready:
+            raise _seldon_error("model not loaded")
+        return [1]
+
+
+def request_frame(X, names) -> pd.DataFrame:
+    """Rows as a DataFrame from any request form: ndarray + names, or named JSON (one object or a list)."""
+    if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 0:
+        X = X.item()  # Seldon wraps a feedback request's jsonData in a 0-d array
+    if isinstance(X, dict):
+        rows = X.get("instances", X)
+        rows = rows if isinstance(rows, list) else [rows]
+        if not rows or not all(isinstance(r, dict) for r in rows):
+            raise BadRequest("jsonData: expected an object of named features, or {'instances': [objects]}")
+        frame = pd.DataFrame(rows)
+    else:
+        array = np.asarray(X, dtype=object)
+        if array.ndim == 1:
+            array = array.reshape(1, -1)
+        if array.ndim != 2 or array.shape[0] == 0:
+            raise BadRequest(f"data.ndarray: expected rows of features, got shape {list(array.shape)}")
+        names = list(names or [])
+        if len(names) != array.shape[1]:
+            raise BadRequest(
+                f"data.names: {len(names)} names for rows of {array.shape[1]} values; send one name per column"
+            )
+        frame = pd.DataFrame(array, columns=names)
+    if len(frame) > MAX_ROWS:
+        raise BadRequest(f"{len(frame)} rows in one request; at most {MAX_ROWS}")
+    return frame
