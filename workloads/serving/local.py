@@ -1,0 +1,150 @@
+"""Run the Seldon microservice on this machine, and drive load at it: for tests, `make bench` and `make demo`.
+
+seldon-core-microservice binds 0.0.0.0: callers run it inside a private network namespace
+(`unshare -n`), where loopback is the only interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def only_loopback() -> bool:
+    # if_nameindex reads this process's network namespace (/sys/class/net shows the mounter's).
+    return {name for _, name in socket.if_nameindex()} <= {"lo"}
+
+
+class LocalServer:
+    """seldon-core-microservice serving workloads.serving.model.FeatureModel, stopped with its whole process group."""
+
+    def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 4, **env: str):
+        self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
+        environment = {
+            **os.environ,
+            "MLKIT_MODEL_URI": model_uri,
+            "MLKIT_REQUEST_LOG": request_log,
+            "PYTHONPATH": str(REPO),
+            "GUNICORN_WORKERS": str(workers),
+            "GUNICORN_THREADS": str(threads),
+            **env,
+        }
+        executable = Path(sys.executable).parent / "seldon-core-microservice"
+        command = [
+            str(executable),
+            "workloads.serving.model.FeatureModel",
+            "--http-port",
+            str(self.http),
+            "--grpc-port",
+            str(self.grpc),
+            "--metrics-port",
+            str(self.metrics),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{self.url}/health/ping", timeout=1).status_code == 200:
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the microservice exited: {self.process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("the microservice did not answer /health/ping in 90 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    def stop(self) -> None:
+        # The gunicorn master and workers share the session; the gRPC child may outlive SIGTERM.
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@dataclass
+class LoadResult:
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> count; 0 for a connection error
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    def summary(self) -> dict:
+        return {
+            "requests": len(self.latencies_ms),
+            "p50_ms": round(self.percentile(50), 2),
+            "p95_ms": round(self.percentile(95), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "mean_ms": round(statistics.fmean(self.latencies_ms), 2),
+            "requests_per_s": round(len(self.latencies_ms) / self.seconds, 1),
+            "statuses": self.statuses,
+        }
+
+
+def drive(url: str, bodies: list[bytes], *, concurrency: int, total: int, deadline_s: float = 120) -> LoadResult:
+    """POST bodies round-robin to the predictions endpoint: a bounded count, a bounded time, loopback only."""
+    assert url.startswith("http://127.0.0.1:"), "load is only ever sent to this machine's loopback"
+    endpoint = f"{url}/api/v1.0/predictions"
+    result, stop_at = LoadResult(), time.monotonic() + deadline_s
+    sessions = [requests.Session() for _ in range(concurrency)]
+
+    def one(i: int) -> tuple[int, float]:
+        if time.monotonic() > stop_at:
+            return -1, 0.0
+        started = time.perf_counter()
+        try:
+            status = (
+                sessions[i % concurrency]
+                .post(endpoint, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}, timeout=30)
+                .status_code
+            )
+        except requests.RequestException:
+            status = 0
+        return status, (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for status, ms in pool.map(one, range(total)):
+            if status >= 0:
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                result.latencies_ms.append(ms)
+    result.seconds = time.perf_counter() - started
+    return result
