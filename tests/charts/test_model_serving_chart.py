@@ -32,11 +32,23 @@ def test_autoscaling_resources_security_and_probes(tmp_path):
     pod = component["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["serviceAccountName"] == "ml"
     container = pod["containers"][0]
-    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"} and container["resources"]["limits"]["memory"] == "1Gi"
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False and container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/health/ping"
+    assert (
+        container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
+        and container["resources"]["limits"]["memory"] == "1Gi"
+    )
+    assert (
+        container["securityContext"]["allowPrivilegeEscalation"] is False
+        and container["securityContext"]["readOnlyRootFilesystem"] is True
+    )
+    assert (
+        container["readinessProbe"]["httpGet"]["path"]
+        == container["livenessProbe"]["httpGet"]["path"]
+        == "/health/ping"
+    )
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["MLKIT_MODEL_URI"] == "models:/churn-classifier@champion" and env["MLKIT_REQUEST_LOG"].startswith("s3://")
+    assert env["MLKIT_MODEL_URI"] == "models:/churn-classifier@champion" and env["MLKIT_REQUEST_LOG"].startswith(
+        "s3://"
+    )
     assert sdep["graph"] == {"name": "model", "type": "MODEL", "endpoint": {"type": "REST"}}
 
 
@@ -44,13 +56,18 @@ def test_the_pod_monitor_scrapes_the_model_metrics_port(tmp_path):
     monitor = by_kind(render("model-serving", {}, tmp_path))["PodMonitor"]["spec"]
     assert monitor["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics"}]
     assert monitor["selector"]["matchLabels"]["app.kubernetes.io/name"] == "model-serving"
-    assert "PodMonitor" not in {d["kind"] for d in render("model-serving", {"monitoring": {"podMonitor": False}}, tmp_path)}
+    assert "PodMonitor" not in {
+        d["kind"] for d in render("model-serving", {"monitoring": {"podMonitor": False}}, tmp_path)
+    }
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2, "targetCPUUtilization": 70}}, "autoscaling.maxReplicas (2) must not be below autoscaling.minReplicas (5)"),
+        (
+            {"autoscaling": {"minReplicas": 5, "maxReplicas": 2, "targetCPUUtilization": 70}},
+            "autoscaling.maxReplicas (2) must not be below autoscaling.minReplicas (5)",
+        ),
         ({"autoscaling": {"minReplicas": 0, "maxReplicas": 2, "targetCPUUtilization": 70}}, "minReplicas"),
         ({"modelUri": "churn.onnx"}, "modelUri"),
         ({"replica": 2}, "replica"),
