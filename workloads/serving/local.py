@@ -13,6 +13,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,13 +60,11 @@ class LocalServer:
             "--metrics-port",
             str(self.metrics),
         ]
+        # Its log goes to a file: a pipe nobody reads fills up (Seldon logs every 400), and then every
+        # worker thread blocks on the logging lock.
+        self.log = tempfile.NamedTemporaryFile(prefix="seldon-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+            command, cwd=REPO, env=environment, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -73,7 +72,7 @@ class LocalServer:
                 if requests.get(f"{self.url}/health/ping", timeout=1).status_code == 200:
                     return
             if self.process.poll() is not None:
-                raise RuntimeError(f"the microservice exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"the microservice exited: {Path(self.log.name).read_text()[-2000:]}")
             time.sleep(0.3)
         self.stop()
         raise RuntimeError("the microservice did not answer /health/ping in 90 s")
