@@ -8,7 +8,6 @@ import pytest
 from pulumi.runtime.config import set_all_config
 
 from infra import program
-from infra import program as program_module
 from infra.stack import REPO_ROOT
 from tests.infra.pulumi_mocks import Recorder
 from tests.infra.test_schema import stack_values
@@ -40,10 +39,10 @@ def built_outputs(stack: str) -> dict:
     resolved: dict = {}
 
     @pulumi.runtime.test
-    def program():
-        return pulumi.Output.from_input(program_module.build(program_module.load_config())).apply(resolved.update)
+    def run_program():
+        return pulumi.Output.from_input(program.build(program.load_config())).apply(resolved.update)
 
-    program()
+    run_program()
     return resolved
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,9 @@ import boto3
 import pytest
 
 from workloads.common.storage import ObjectStore
+from workloads.serving.local import free_port
 
 BUCKET = "mlkit-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
