@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -106,3 +107,29 @@ def test_rows_are_judged_independently():
     )
     _typed, reasons = validate_frame(SPEC, frame)
     assert [bool(r) for r in reasons] == [False, True] * 50
+
+
+def test_nan_and_none_are_blank_and_numpy_scalars_are_plain_values():
+    assert check(age=float("nan")) == ["age: required value is missing"]
+    assert check(spend=None) == []  # the fill rule
+    assert check(active=np.bool_(True), age=np.int64(40)) == []
+    assert check(age=np.float64(40.5)) == ["age: '40.5' is not an integer"]
+
+
+def test_a_batch_is_judged_as_its_rows_are_one_at_a_time():
+    """Serving validates one row per request, the feature job whole partitions: the outcome must not differ."""
+    values = {
+        "plan": ["pro", "gold", None, " basic "],
+        "age": ["30", 44.0, "x", None, "18", 120.5, True],
+        "spend": ["", "-3", "7.25", "1e3", "nan"],
+        "active": ["Yes", "no", "maybe", False],
+    }
+    rows = [
+        {"id": f"c{i}", **{k: v[(i * (j + 1)) % len(v)] for j, (k, v) in enumerate(values.items())}} for i in range(40)
+    ]
+    batch_typed, batch_reasons = validate_frame(SPEC, pd.DataFrame(rows))
+    assert 0 < sum(map(bool, batch_reasons)) < len(rows)  # both outcomes are exercised
+    for i, row in enumerate(rows):
+        typed, reasons = validate_frame(SPEC, pd.DataFrame([row]))
+        assert reasons.iloc[0] == batch_reasons.iloc[i], row
+        pd.testing.assert_frame_equal(typed.reset_index(drop=True), batch_typed.iloc[[i]].reset_index(drop=True))

@@ -102,9 +102,7 @@ class FittedTransform:
                     block = np.where(codes >= 0, codes, 0).astype(np.float32)[:, None]
             else:
                 # Missing optional numbers become the centre (mean-imputed for standard scaling).
-                numbers = pd.to_numeric(values.astype("Float64"), errors="coerce").to_numpy(
-                    dtype=np.float64, na_value=np.nan
-                )
+                numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
                 numbers = np.where(np.isnan(numbers), column.center, numbers)
                 block = ((numbers - column.center) / column.scale).astype(np.float32)[:, None]
             blocks.append(block)
