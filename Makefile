@@ -47,11 +47,12 @@ demo: setup ## run the ML loop on this machine, on its embedded defaults
 	mlkit validate local
 	.venv/workloads/bin/python -m workloads.demo
 
-# environment:benchmark pairs (benchmarks/bench_<name>.py)
+# environment:benchmark pairs (benchmarks/bench_<name>.py); serving runs confined, like its tests
 BENCHMARKS := infra:config workloads:featurestore workloads:training
 
 bench: setup ## measure and write benchmarks/results/*.json (a few minutes)
 	@for pair in $(BENCHMARKS); do .venv/$${pair%%:*}/bin/python benchmarks/run.py $${pair#*:} || exit 1; done
+	@$(CONFINED) '$(LOOPBACK) .venv/serving/bin/python benchmarks/run.py serving'
 
 lock: ## re-resolve requirements/*.in into the pinned requirements/*.lock files
 	@for f in requirements/*.in; do .cache/uv/bin/uv pip compile --quiet --python-version 3.11 "$$f" -o "$${f%.in}.lock"; done

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 import time
 
-import pandas as pd
 import pytest
 import requests
 
-from workloads.features.demo_data import TELCO
+from workloads.serving.fixture import example_rows
 
-ROWS = pd.read_csv(TELCO, dtype=str, keep_default_na=False).head(20)
-FEATURES = [c for c in ROWS.columns if c not in ("customerID", "Churn")]
+ROWS = example_rows(20)
+FEATURES = list(ROWS[0])
 
 
 def row(i: int = 0, **changes) -> dict:
-    values = {k: ROWS.iloc[i][k] for k in FEATURES}
-    values.update(
-        tenure=int(values["tenure"]),
-        SeniorCitizen=int(values["SeniorCitizen"]),
-        MonthlyCharges=float(values["MonthlyCharges"]),
-    )
-    values["TotalCharges"] = float(values["TotalCharges"]) if values["TotalCharges"].strip() else 0.0
-    return {**values, **changes}
+    return {**ROWS[i], **changes}
 
 
 def probabilities(response: requests.Response) -> list[float]:

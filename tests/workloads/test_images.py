@@ -17,10 +17,12 @@ def pins(path: Path) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("image", ["features", "training"])
-def test_image_requirements_match_the_tested_lock(image):
+@pytest.mark.parametrize(
+    ("image", "environment"), [("features", "workloads"), ("training", "workloads"), ("serving", "serving")]
+)
+def test_image_requirements_match_the_tested_lock(image, environment):
     wanted = pins(REPO / "workloads" / image / "requirements.txt")
-    locked = pins(REPO / "requirements" / "workloads.lock")
+    locked = pins(REPO / "requirements" / f"{environment}.lock")
     assert wanted, "the image pins nothing"
     assert {name: locked.get(name) for name in wanted} == wanted
 

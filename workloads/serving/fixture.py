@@ -1,6 +1,7 @@
-"""Write a small real model in the layout of a training run's artifacts, for serving tests and local trials.
+"""A small real model in the layout of a training run's artifacts, and example requests for it.
 
-Runs in the workloads environment (it trains with torch): python -m workloads.serving.fixture OUT_DIR
+Serving tests, `make bench` and local trials use them. write_fixture runs in the workloads
+environment (it trains with torch): python -m workloads.serving.fixture OUT_DIR
 """
 
 from __future__ import annotations
@@ -37,6 +38,23 @@ def write_fixture(out: Path, epochs: int = 3) -> Path:
     (out / "training" / "config.json").write_text(config.model_dump_json())
     (out / "meta.json").write_text(json.dumps({"name": config.model_name, "version": "fixture-1"}))
     return out
+
+
+def example_rows(count: int, start: int = 0) -> list[dict]:
+    """Telco customers as a client would send them: named features, numbers as JSON numbers, no key or label."""
+    import pandas as pd
+
+    from workloads.features.demo_data import TELCO
+
+    frame = pd.read_csv(TELCO, dtype=str, keep_default_na=False).iloc[start : start + count]
+    rows = []
+    for record in frame.drop(columns=["customerID", "Churn"]).to_dict(orient="records"):
+        for name in ("tenure", "SeniorCitizen"):
+            record[name] = int(record[name])
+        for name in ("MonthlyCharges", "TotalCharges"):
+            record[name] = float(record[name]) if record[name].strip() else 0.0  # blank for new customers
+        rows.append(record)
+    return rows
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,14 +108,18 @@ class LoadResult:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
     def summary(self) -> dict:
         return {
             "requests": len(self.latencies_ms),
-            "p50_ms": round(self.percentile(50), 2),
-            "p95_ms": round(self.percentile(95), 2),
-            "p99_ms": round(self.percentile(99), 2),
-            "mean_ms": round(statistics.fmean(self.latencies_ms), 2),
-            "requests_per_s": round(len(self.latencies_ms) / self.seconds, 1),
+            "p50_ms": round(self.percentile(50), 3),
+            "p95_ms": round(self.percentile(95), 3),
+            "p99_ms": round(self.percentile(99), 3),
+            "mean_ms": round(statistics.fmean(self.latencies_ms), 3),
+            "requests_per_s": round(self.per_second, 1),
             "statuses": self.statuses,
         }
 
@@ -122,21 +128,30 @@ def drive(url: str, bodies: list[bytes], *, concurrency: int, total: int, deadli
     """POST bodies round-robin to the predictions endpoint: a bounded count, a bounded time, loopback only."""
     assert url.startswith("http://127.0.0.1:"), "load is only ever sent to this machine's loopback"
     endpoint = f"{url}/api/v1.0/predictions"
+    local = threading.local()  # one keep-alive session per client thread: Session is not thread-safe
+
+    def post(i: int) -> int:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        try:
+            return local.session.post(
+                endpoint, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}, timeout=30
+            ).status_code
+        except requests.RequestException:
+            return 0
+
+    return measure(post, concurrency=concurrency, total=total, deadline_s=deadline_s)
+
+
+def measure(call: Callable[[int], int], *, concurrency: int, total: int, deadline_s: float = 120) -> LoadResult:
+    """Run call(i) for i in range(total) from `concurrency` threads; each returns a status, each is timed."""
     result, stop_at = LoadResult(), time.monotonic() + deadline_s
-    sessions = [requests.Session() for _ in range(concurrency)]
 
     def one(i: int) -> tuple[int, float]:
         if time.monotonic() > stop_at:
             return -1, 0.0
         started = time.perf_counter()
-        try:
-            status = (
-                sessions[i % concurrency]
-                .post(endpoint, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}, timeout=30)
-                .status_code
-            )
-        except requests.RequestException:
-            status = 0
+        status = call(i)
         return status, (time.perf_counter() - started) * 1000
 
     started = time.perf_counter()
