@@ -27,11 +27,18 @@ def confined():
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    """Trained by the workloads environment (torch lives there, not in the Seldon environment)."""
-    out = tmp_path_factory.mktemp("model")
+def trained(tmp_path_factory) -> Path:
+    """A small real model, trained by the workloads environment (torch lives there, not in the Seldon
+    environment): its artifacts under model/, and registered as the champion in the SQLite store mlflow.db."""
+    out = tmp_path_factory.mktemp("trained")
     subprocess.run(
-        [str(REPO / ".venv" / "workloads" / "bin" / "python"), "-m", "workloads.serving.fixture", str(out)],
+        [
+            str(REPO / ".venv" / "workloads" / "bin" / "python"),
+            "-m",
+            "workloads.serving.fixture",
+            str(out / "model"),
+            f"sqlite:///{out / 'mlflow.db'}",
+        ],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -40,9 +47,14 @@ def model_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def model_dir(trained) -> Path:
+    return trained / "model"
+
+
 class Server(LocalServer):
-    def __init__(self, model_dir: Path, log_dir: Path):
-        super().__init__(str(model_dir), str(log_dir))
+    def __init__(self, model_dir: Path, log_dir: Path, **env: str):
+        super().__init__(str(model_dir), str(log_dir), **env)
         self.log_dir = log_dir
 
     def predict(self, body) -> requests.Response:

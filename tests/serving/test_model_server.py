@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from tests.serving.conftest import Server
 from workloads.serving.fixture import example_rows
 
 ROWS = example_rows(20)
@@ -120,3 +121,14 @@ def wait_for_records(server, predicate, timeout: float = 15) -> list[dict]:
             return found
         time.sleep(0.3)
     pytest.fail("no matching record reached the request log")
+
+
+def test_stopping_the_server_writes_what_the_request_log_still_holds(model_dir, tmp_path):
+    """Scale-down sends SIGTERM; records waiting for their batch are written, not lost."""
+    with Server(model_dir, tmp_path, MLKIT_REQUEST_LOG_FLUSH_SECONDS="600") as server:
+        for i in range(3):
+            probabilities(server.predict({"jsonData": row(i)}))
+        time.sleep(1)
+        assert not list(tmp_path.rglob("*.jsonl"))  # still queued: the batch waits up to 600 s
+    records = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["prediction"] * 3

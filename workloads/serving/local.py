@@ -32,13 +32,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def confined(command: str) -> list[str]:
+    """A shell command run in a new network namespace with only loopback up (unprivileged: a user namespace too)."""
+    return ["unshare", "-n" if os.geteuid() == 0 else "-rn", "sh", "-c", f"ip link set lo up && {command}"]
+
+
 def only_loopback() -> bool:
     # if_nameindex reads this process's network namespace (/sys/class/net shows the mounter's).
     return {name for _, name in socket.if_nameindex()} <= {"lo"}
 
 
-class LocalServer:
-    """seldon-core-microservice serving workloads.serving.model.FeatureModel, stopped with its whole process group."""
+class _Service:
+    """A local server process: started in its own session, logged to a file, stopped with its whole group."""
+
+    def __init__(self, command: list[str], health_url: str, env: dict[str, str], *, start_s: float = 90):
+        self.health_url = health_url
+        # The log goes to a file: a pipe nobody reads fills up (Seldon logs every 400), and then every
+        # worker thread blocks on the logging lock.
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{Path(command[0]).name}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + start_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # still starting
+                if requests.get(health_url, timeout=2).status_code == 200:
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited: {self.log_tail()}")
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{command[0]} did not answer {health_url} in {start_s:.0f} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        # Servers fork workers into the same session (gunicorn, uvicorn); some children outlive SIGTERM.
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class LocalServer(_Service):
+    """seldon-core-microservice serving workloads.serving.model.FeatureModel, on ports of its own."""
 
     def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 4, **env: str):
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
@@ -51,51 +96,34 @@ class LocalServer:
             "GUNICORN_THREADS": str(threads),
             **env,
         }
-        executable = Path(sys.executable).parent / "seldon-core-microservice"
         command = [
-            str(executable),
+            str(Path(sys.executable).parent / "seldon-core-microservice"),
             "workloads.serving.model.FeatureModel",
-            "--http-port",
-            str(self.http),
-            "--grpc-port",
-            str(self.grpc),
-            "--metrics-port",
-            str(self.metrics),
         ]
-        # Its log goes to a file: a pipe nobody reads fills up (Seldon logs every 400), and then every
-        # worker thread blocks on the logging lock.
-        self.log = tempfile.NamedTemporaryFile(prefix="seldon-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=environment, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{self.url}/health/ping", timeout=1).status_code == 200:
-                    return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the microservice exited: {Path(self.log.name).read_text()[-2000:]}")
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("the microservice did not answer /health/ping in 90 s")
+        command += ["--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics)]
+        super().__init__(command, f"{self.url}/health/ping", environment)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http}"
 
-    def stop(self) -> None:
-        # The gunicorn master and workers share the session; the gRPC child may outlive SIGTERM.
-        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
 
-    def __enter__(self):
-        return self
+class LocalMlflow(_Service):
+    """An MLflow tracking server on loopback over a SQLite store, run from the workloads environment.
 
-    def __exit__(self, *exc):
-        self.stop()
+    The Seldon environment carries only mlflow-skinny (a client); the server needs full MLflow.
+    """
+
+    def __init__(self, backend_store_uri: str):
+        self.port = free_port()
+        executable = os.environ.get("MLKIT_MLFLOW", str(REPO / ".venv" / "workloads" / "bin" / "mlflow"))
+        command = [executable, "server", "--backend-store-uri", backend_store_uri]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        super().__init__(command, f"{self.url}/health", {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 @dataclass

@@ -6,7 +6,8 @@ run's `features/<table>/` artifacts). Bad input is a 400 naming the field; the s
 
 Run: seldon-core-microservice workloads.serving.model.FeatureModel
 Environment: MLKIT_MODEL_URI (models:/<name>@champion, or a directory laid out like a run's
-artifacts), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off).
+artifacts), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off),
+MLKIT_REQUEST_LOG_FLUSH_SECONDS (how long records may wait for a batch; default 2).
 """
 
 from __future__ import annotations
@@ -68,17 +69,36 @@ class FeatureModel:
             str(directory / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
         )
         self.inputs = self.session.get_inputs()[0].shape[1]
-        self.request_log = RequestLog(self.request_log_uri) if self.request_log_uri else None
+        flush_seconds = float(os.environ.get("MLKIT_REQUEST_LOG_FLUSH_SECONDS", "2"))
+        self.request_log = (
+            RequestLog(self.request_log_uri, flush_seconds=flush_seconds) if self.request_log_uri else None
+        )
         self.ready = True
 
     def _artifacts(self) -> tuple[Path, str, str]:
         if self.model_uri.startswith("models:/"):
             import mlflow
 
-            name, _, alias = self.model_uri.removeprefix("models:/").partition("@")
-            version = mlflow.MlflowClient().get_model_version_by_alias(name, alias or "champion")
+            # models:/<name>@<alias> or models:/<name>/<version>
+            reference = self.model_uri.removeprefix("models:/")
+            client = mlflow.MlflowClient()
+            if "@" in reference:
+                name, _, alias = reference.partition("@")
+                version = client.get_model_version_by_alias(name, alias)
+            else:
+                name, _, number = reference.partition("/")
+                if not (name and number.isdigit()):
+                    raise ValueError(
+                        f"MLKIT_MODEL_URI {self.model_uri!r}: expected models:/<name>@<alias>, models:/<name>/<version> or a directory"
+                    )
+                version = client.get_model_version(name, number)
+            # The run's artifacts carry the config, specs and transformations; the ONNX model is its own
+            # logged model (MLflow 3), fetched through the registry into model/.
             target = Path(tempfile.mkdtemp(prefix="mlkit-model-"))
             mlflow.artifacts.download_artifacts(run_id=version.run_id, dst_path=str(target))
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version.version}", dst_path=str(target / "model")
+            )
             return target, name, str(version.version)
         directory = Path(self.model_uri)
         meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}

@@ -7,6 +7,7 @@ or broken log store shows up in metrics, not in prediction latency or errors.
 
 from __future__ import annotations
 
+import atexit
 import json
 import queue
 import threading
@@ -36,6 +37,8 @@ class RequestLog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
+        # A pod stopped on scale-down gets SIGTERM: what is still queued is written before the process ends.
+        atexit.register(self.close)
 
     def put(self, record: dict) -> bool:
         """Enqueue without waiting; False (and a drop counted) when the queue is full."""
@@ -47,8 +50,10 @@ class RequestLog:
             return False
 
     def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (waiting at most ``timeout``) and stop."""
         self._stop.set()
         self._thread.join(timeout)
+        atexit.unregister(self.close)
 
     def _run(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):

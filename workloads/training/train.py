@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from workloads.common.featurestore import FeatureStore
+from workloads.common.specs import FeatureSpec
+from workloads.common.transform import FittedTransform
 from workloads.training.config import TrainConfig
 from workloads.training.data import TrainingSet, build_training_set
 from workloads.training.model import FitResult, Probabilities, evaluate, fit, predict
@@ -66,28 +68,51 @@ def local_mlflow_dir() -> Path:
     return Path(os.environ.get("MLKIT_DATA_DIR", REPO / "data")) / "mlflow"
 
 
+def use_experiment(name: str, tracking_uri: str | None = None) -> None:
+    """Track into the experiment named after the model; on this machine its artifacts go under data/mlflow."""
+    import mlflow
+
+    uri = configure_tracking(tracking_uri)
+    if mlflow.get_experiment_by_name(name) is None:
+        local = uri.startswith(("sqlite:", "file:"))
+        mlflow.create_experiment(name, artifact_location=local_artifacts(uri) if local else None)
+    mlflow.set_experiment(name)
+
+
+def local_artifacts(tracking_uri: str) -> str:
+    """Beside a SQLite store's file; the default store's under data/mlflow."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return (local_mlflow_dir() / "artifacts").resolve().as_uri()
+
+
+def log_serving_inputs(config: TrainConfig, tables: dict[str, tuple[FeatureSpec, FittedTransform]]) -> None:
+    """What serving needs beside the model: the config, and per table the spec and fitted transformation."""
+    import mlflow
+
+    mlflow.log_dict(config.model_dump(mode="json"), "training/config.json")
+    for table, (spec, transform) in tables.items():
+        mlflow.log_text(spec.model_dump_json(indent=2), f"features/{table}/spec.json")
+        mlflow.log_text(transform.to_json(), f"features/{table}/transform.json")
+
+
 def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None = None) -> TrainingReport:
     import mlflow
 
     data = build_training_set(store, config)  # every data problem fails here, before a run exists
-    uri = configure_tracking(tracking_uri)
-    experiment = mlflow.get_experiment_by_name(config.model_name)
-    if experiment is None:
-        artifacts = (
-            (local_mlflow_dir() / "artifacts").resolve().as_uri() if uri.startswith(("sqlite:", "file:")) else None
-        )
-        mlflow.create_experiment(config.model_name, artifact_location=artifacts)
-    mlflow.set_experiment(config.model_name)
+    use_experiment(config.model_name, tracking_uri)
     rows = {part: int((data.split == part).sum()) for part in ("train", "validation", "test")}
 
     with mlflow.start_run() as run:
         mlflow.set_tags(lineage_tags(store, config, data, rows))
         mlflow.log_params(_flat(config.model_dump(mode="json")))
-        mlflow.log_dict(config.model_dump(mode="json"), "training/config.json")
-        for table in config.feature_tables:
-            instant = data.instants[table]
-            mlflow.log_text(store.spec(table, instant).model_dump_json(indent=2), f"features/{table}/spec.json")
-            mlflow.log_text(store.transform(table, instant).to_json(), f"features/{table}/transform.json")
+        log_serving_inputs(
+            config,
+            {
+                table: (store.spec(table, data.instants[table]), store.transform(table, data.instants[table]))
+                for table in config.feature_tables
+            },
+        )
 
         result = fit(
             config,
@@ -191,8 +216,6 @@ def onnx_parity(onnx_bytes: bytes, model, features: np.ndarray) -> float:
 def log_models(result: FitResult, onnx_bytes: bytes, config: TrainConfig, data: TrainingSet):
     """The PyTorch model for retraining and analysis; the ONNX model, registered, for serving."""
     import mlflow
-    import onnx
-    import onnxruntime
     import torch
 
     mlflow.pytorch.log_model(
@@ -201,12 +224,20 @@ def log_models(result: FitResult, onnx_bytes: bytes, config: TrainConfig, data: 
         input_example=data.features[:5],
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
-    signature = mlflow.models.infer_signature(data.features[:5], predict(result.model, data.features[:5]))
+    return register_onnx(onnx_bytes, config.model_name, data.features[:5], predict(result.model, data.features[:5]))
+
+
+def register_onnx(onnx_bytes: bytes, model_name: str, example: np.ndarray, predicted: np.ndarray):
+    """Log the ONNX model into the active run and register it as a new version of the model."""
+    import mlflow
+    import onnx
+    import onnxruntime
+
     return mlflow.onnx.log_model(
         onnx.load_from_string(onnx_bytes),
         name="model",
-        registered_model_name=config.model_name,
-        signature=signature,
+        registered_model_name=model_name,
+        signature=mlflow.models.infer_signature(example, predicted),
         pip_requirements=[f"onnxruntime=={onnxruntime.__version__}", f"onnx=={onnx.__version__}"],
         onnx_execution_providers=["CPUExecutionProvider"],  # the serving image is CPU-only
     )
