@@ -18,7 +18,7 @@ def test_chart_lints(tmp_path):
 
 
 def test_renders_a_valid_seldon_deployment_and_pod_monitor(tmp_path):
-    documents = render("model-serving", {}, tmp_path)
+    documents = render("model-serving", {"monitoring": {"podMonitor": True}}, tmp_path)
     assert sorted(d["kind"] for d in documents) == ["PodMonitor", "SeldonDeployment"]
     assert validate_all(documents) == []
 
@@ -52,13 +52,12 @@ def test_autoscaling_resources_security_and_probes(tmp_path):
     assert sdep["graph"] == {"name": "model", "type": "MODEL", "endpoint": {"type": "REST"}}
 
 
-def test_the_pod_monitor_scrapes_the_model_metrics_port(tmp_path):
-    monitor = by_kind(render("model-serving", {}, tmp_path))["PodMonitor"]["spec"]
-    assert monitor["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics"}]
+def test_the_pod_monitor_scrapes_the_model_metrics_port_where_asked(tmp_path):
+    # Off by default: the platform's seldon-models PodMonitor scrapes the same port; two would duplicate series.
+    assert "PodMonitor" not in {d["kind"] for d in render("model-serving", {}, tmp_path)}
+    monitor = by_kind(render("model-serving", {"monitoring": {"podMonitor": True}}, tmp_path))["PodMonitor"]["spec"]
+    assert monitor["podMetricsEndpoints"] == [{"port": "metrics", "path": "/prometheus"}]
     assert monitor["selector"]["matchLabels"]["app.kubernetes.io/name"] == "model-serving"
-    assert "PodMonitor" not in {
-        d["kind"] for d in render("model-serving", {"monitoring": {"podMonitor": False}}, tmp_path)
-    }
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,11 @@ def test_seldon_and_spark_metrics_are_scraped_after_the_crds_exist(stack):
     assert set(monitors) == {"seldon-models", "spark-drivers"}
     for monitor in monitors.values():
         assert mocks.depends_on[monitor.name] == {"mlkit-monitoring-kube-prometheus-stack"}
+    # Seldon's operator names the model container's metrics port `metrics` and serves it at /prometheus
+    # (PREDICTIVE_UNIT_METRICS_ENDPOINT); the serving tests run the wrapper the same way.
+    seldon = monitors["seldon-models"].inputs["spec"]
+    assert seldon["podMetricsEndpoints"] == [{"port": "metrics", "path": "/prometheus"}]
+    assert seldon["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "seldon-core"}
 
 
 def test_pipelines_install_from_pinned_upstream_manifests_in_order(stack):

@@ -100,7 +100,7 @@ def test_requests_and_predictions_reach_the_request_log(server):
 
 def test_metrics_are_scraped_with_the_model_version(server):
     probabilities(server.predict({"jsonData": {"instances": [row(i) for i in range(5)]}}))
-    text = requests.get(f"http://127.0.0.1:{server.metrics}/metrics", timeout=10).text
+    text = requests.get(f"http://127.0.0.1:{server.metrics}/prometheus", timeout=10).text
     lines = [line for line in text.splitlines() if line.startswith("mlkit_predictions_total")]
     assert lines and all(
         'registered_version="fixture-1"' in line and 'registered_model="churn-classifier"' in line for line in lines

@@ -48,7 +48,7 @@ def main(tracking_db: Path, request_log: Path, count: int = 6) -> dict:
             json={"request": {"jsonData": rows[0]}, "truth": {"data": {"ndarray": [[1]]}}, "reward": 1.0},
             timeout=30,
         )
-        metrics = requests.get(f"http://127.0.0.1:{server.metrics}/metrics", timeout=30).text
+        metrics = requests.get(f"http://127.0.0.1:{server.metrics}/prometheus", timeout=30).text
     return {
         "predictions": answers,
         "malformed": {"status": bad.status_code, "message": bad.json()["status"]["info"]},

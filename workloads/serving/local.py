@@ -94,6 +94,7 @@ class LocalServer(_Service):
             "PYTHONPATH": str(REPO),
             "GUNICORN_WORKERS": str(workers),
             "GUNICORN_THREADS": str(threads),
+            "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",  # what Seldon's operator sets in the cluster
             **env,
         }
         command = [
