@@ -72,3 +72,22 @@ class Server(LocalServer):
 def server(model_dir, tmp_path_factory):
     with Server(model_dir, tmp_path_factory.mktemp("requests")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server (from the workloads environment) on loopback, with one bucket; its URL."""
+    import boto3
+
+    from workloads.serving.local import LocalProcess, free_port
+
+    port = free_port()
+    server = str(REPO / ".venv" / "workloads" / "bin" / "moto_server")
+    with LocalProcess(
+        [server, "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/moto-api/", dict(os.environ)
+    ):
+        url = f"http://127.0.0.1:{port}"
+        boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+        ).create_bucket(Bucket="mlkit-test")
+        yield url

@@ -42,7 +42,7 @@ def only_loopback() -> bool:
     return {name for _, name in socket.if_nameindex()} <= {"lo"}
 
 
-class _Service:
+class LocalProcess:
     """A local server process: started in its own session, logged to a file, stopped with its whole group."""
 
     def __init__(self, command: list[str], health_url: str, env: dict[str, str], *, start_s: float = 90):
@@ -82,7 +82,7 @@ class _Service:
         self.stop()
 
 
-class LocalServer(_Service):
+class LocalServer(LocalProcess):
     """seldon-core-microservice serving workloads.serving.model.FeatureModel, on ports of its own."""
 
     def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 4, **env: str):
@@ -109,7 +109,7 @@ class LocalServer(_Service):
         return f"http://127.0.0.1:{self.http}"
 
 
-class LocalMlflow(_Service):
+class LocalMlflow(LocalProcess):
     """An MLflow tracking server on loopback over a SQLite store, run from the workloads environment.
 
     The Seldon environment carries only mlflow-skinny (a client); the server needs full MLflow.

@@ -82,11 +82,18 @@ class RequestLog:
 
         if destination.startswith("s3://"):
             import boto3
+            from botocore.config import Config
 
             from workloads.common.storage import ObjectStore
 
             store = ObjectStore.from_env()
-            client = boto3.client("s3", endpoint_url=store.endpoint, region_name=store.region)
+            client = boto3.client(
+                "s3",
+                endpoint_url=store.endpoint,
+                region_name=store.region,
+                # S3-compatible stores (SeaweedFS on kind, MinIO on-prem) want path-style addressing.
+                config=Config(s3={"addressing_style": "path" if store.path_style else "auto"}),
+            )
             bucket, _, prefix = destination.removeprefix("s3://").partition("/")
 
             def write_s3(batch):
