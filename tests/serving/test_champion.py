@@ -1,10 +1,14 @@
-"""The production path: the registered champion, fetched from an MLflow tracking server at start-up."""
+"""The production paths: the registered champion from an MLflow tracking server at start-up, or pinned
+to a directory on the object store by export."""
+
+import re
 
 import numpy as np
 import pytest
 import requests
 
 from tests.serving.test_model_server import probabilities, row
+from workloads.serving.artifacts import ModelSourceError, export
 from workloads.serving.local import LocalMlflow, LocalServer
 from workloads.serving.model import FeatureModel
 
@@ -38,7 +42,42 @@ def test_a_version_number_works_too(tracking, model_dir, monkeypatch):
     assert predictions("models:/churn-classifier/1") == pytest.approx(predictions(str(model_dir)), abs=1e-6)
 
 
-def test_a_malformed_model_uri_names_the_accepted_forms(tracking, monkeypatch):
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    for name, value in {
+        "MLKIT_S3_ENDPOINT": s3_endpoint.replace("127.0.0.1", "localhost"),
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_export_pins_the_champion_to_s3_and_serving_starts_from_there_without_mlflow(
+    tracking, model_dir, s3_env, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.url)
-    with pytest.raises(ValueError, match=r"'models:/churn-classifier': expected models:/<name>@<alias>"):
-        FeatureModel("models:/churn-classifier", request_log="").load()
+    pinned = export("models:/churn-classifier@champion", "s3://mlkit-test/teams/churn/models/churn-classifier")
+    assert pinned == "s3://mlkit-test/teams/churn/models/churn-classifier/1"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens: the registry is not needed
+    with LocalServer(pinned) as server:
+        response = requests.post(
+            f"{server.url}/api/v1.0/predictions", json={"jsonData": {"instances": ROWS}}, timeout=30
+        )
+    assert response.json()["meta"]["tags"] == {"model_name": "churn-classifier", "model_version": "1"}
+    assert probabilities(response) == pytest.approx(predictions(str(model_dir)), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("models:/churn-classifier", "'models:/churn-classifier': expected one of models:/<name>@<alias>"),
+        ("s3://mlkit-test/nothing/here", "'s3://mlkit-test/nothing/here': nothing under that prefix"),
+        ("gs://bucket/models/churn", "reads model directories from s3:// only"),
+        ("/nonexistent/model", "'/nonexistent/model': no model/model.onnx there"),
+    ],
+)
+def test_an_unusable_model_uri_names_itself_and_the_accepted_forms(uri, message, tracking, s3_env, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.url)
+    with pytest.raises(ModelSourceError, match=re.escape(message)):
+        FeatureModel(uri, request_log="").load()

@@ -24,7 +24,7 @@ def test_the_copied_code_imports_on_its_own(tmp_path):
     module, _, name = model_class.rpartition(".")
     probe = (
         f"import importlib, workloads; m = importlib.import_module({module!r}); getattr(m, {name!r}); "
-        "import workloads.serving.requestlog; print(workloads.__file__)"
+        "import workloads.serving.requestlog, workloads.serving.artifacts; print(workloads.__file__)"
     )
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
         "PYTHONPATH": str(tmp_path / "opt" / "mlkit")

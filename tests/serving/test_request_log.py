@@ -62,7 +62,8 @@ def test_an_s3_prefix_receives_the_batches(s3_endpoint, monkeypatch):
         log.put({"i": i})
     log.close()
     client = boto3.client("s3", endpoint_url=s3_endpoint)
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket="mlkit-test")["Contents"]]
-    assert all(k.startswith("teams/churn/serving/requests/") and k.endswith(".jsonl") for k in keys)
+    listed = client.list_objects_v2(Bucket="mlkit-test", Prefix="teams/churn/serving/requests/")
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert keys and all(k.endswith(".jsonl") for k in keys)
     lines = [line for k in keys for line in client.get_object(Bucket="mlkit-test", Key=k)["Body"].read().splitlines()]
     assert sorted(json.loads(line)["i"] for line in lines) == list(range(25)) and log.failed_batches == 0

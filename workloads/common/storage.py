@@ -47,6 +47,21 @@ class ObjectStore:
             conf["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
         return conf
 
+    def s3_client(self):
+        """A boto3 S3 client for this store (boto3 is imported here: not every workload ships it)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            # S3-compatible stores (SeaweedFS on kind, MinIO on-prem) want path-style addressing.
+            config=Config(s3={"addressing_style": "path" if self.path_style else "auto"}),
+        )
+
     def reader_options(self) -> dict[str, str]:
         """Storage options for the Rust readers (hudi-rs, object_store crate)."""
         options = {}

@@ -5,8 +5,8 @@ Requests are validated and transformed by the same code the feature job and trai
 run's `features/<table>/` artifacts). Bad input is a 400 naming the field; the server keeps serving.
 
 Run: seldon-core-microservice workloads.serving.model.FeatureModel
-Environment: MLKIT_MODEL_URI (models:/<name>@champion, or a directory laid out like a run's
-artifacts), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off),
+Environment: MLKIT_MODEL_URI (models:/<name>@<alias>, models:/<name>/<version>, s3://… or a
+directory: see artifacts.py), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off),
 MLKIT_REQUEST_LOG_FLUSH_SECONDS (how long records may wait for a batch; default 2).
 """
 
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,9 +52,10 @@ class FeatureModel:
         """Seldon calls this once per worker before serving."""
         import onnxruntime
 
+        from workloads.serving.artifacts import fetch
         from workloads.serving.requestlog import RequestLog
 
-        directory, self.model_name, self.model_version = self._artifacts()
+        directory, self.model_name, self.model_version = fetch(self.model_uri)
         config = json.loads((directory / "training" / "config.json").read_text())
         self.tables: list[tuple[FeatureSpec, FittedTransform]] = [
             (
@@ -74,35 +73,6 @@ class FeatureModel:
             RequestLog(self.request_log_uri, flush_seconds=flush_seconds) if self.request_log_uri else None
         )
         self.ready = True
-
-    def _artifacts(self) -> tuple[Path, str, str]:
-        if self.model_uri.startswith("models:/"):
-            import mlflow
-
-            # models:/<name>@<alias> or models:/<name>/<version>
-            reference = self.model_uri.removeprefix("models:/")
-            client = mlflow.MlflowClient()
-            if "@" in reference:
-                name, _, alias = reference.partition("@")
-                version = client.get_model_version_by_alias(name, alias)
-            else:
-                name, _, number = reference.partition("/")
-                if not (name and number.isdigit()):
-                    raise ValueError(
-                        f"MLKIT_MODEL_URI {self.model_uri!r}: expected models:/<name>@<alias>, models:/<name>/<version> or a directory"
-                    )
-                version = client.get_model_version(name, number)
-            # The run's artifacts carry the config, specs and transformations; the ONNX model is its own
-            # logged model (MLflow 3), fetched through the registry into model/.
-            target = Path(tempfile.mkdtemp(prefix="mlkit-model-"))
-            mlflow.artifacts.download_artifacts(run_id=version.run_id, dst_path=str(target))
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version.version}", dst_path=str(target / "model")
-            )
-            return target, name, str(version.version)
-        directory = Path(self.model_uri)
-        meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").exists() else {}
-        return directory, meta.get("name", directory.name), str(meta.get("version", "local"))
 
     # --- Seldon's interface ------------------------------------------------------------------------------
 

@@ -81,19 +81,9 @@ class RequestLog:
             return "".join(json.dumps(r, default=str) + "\n" for r in batch).encode()
 
         if destination.startswith("s3://"):
-            import boto3
-            from botocore.config import Config
-
             from workloads.common.storage import ObjectStore
 
-            store = ObjectStore.from_env()
-            client = boto3.client(
-                "s3",
-                endpoint_url=store.endpoint,
-                region_name=store.region,
-                # S3-compatible stores (SeaweedFS on kind, MinIO on-prem) want path-style addressing.
-                config=Config(s3={"addressing_style": "path" if store.path_style else "auto"}),
-            )
+            client = ObjectStore.from_env().s3_client()
             bucket, _, prefix = destination.removeprefix("s3://").partition("/")
 
             def write_s3(batch):
