@@ -1,7 +1,7 @@
 """Single-row prediction latency and throughput: over HTTP through Seldon, in process, and bare onnxruntime.
 
 Three layers of the same model in the same run, at concurrency 1, 8 and 32:
-- http: the real seldon-core-microservice (the chart's default 2 workers x 4 threads) on loopback;
+- http: the real seldon-core-microservice (the chart's default 2 workers x 1 thread) on loopback;
 - predict: FeatureModel.predict in this process (validation + transformation + onnxruntime);
 - onnxruntime: the bare InferenceSession.run on the already-transformed row.
 The overhead ratios are http over onnxruntime. Clients run on the same 2 cores as the server, so
@@ -49,7 +49,7 @@ def run() -> dict:
         return 200
 
     def predict(i: int) -> int:
-        model.predict(rows[i % len(rows)], None)
+        model.predict(rows[i % len(rows)], None)  # what the wrapper calls per request
         return 200
 
     layers: dict[str, dict[int, LoadResult]] = {"onnxruntime": {}, "predict": {}, "http": {}}
@@ -59,7 +59,7 @@ def run() -> dict:
         layers["onnxruntime"][concurrency] = measure(bare, concurrency=concurrency, total=total * 5)
         layers["predict"][concurrency] = measure(predict, concurrency=concurrency, total=total)
 
-    with LocalServer(str(model_dir), workers=2, threads=4) as server:
+    with LocalServer(str(model_dir), workers=2, threads=1) as server:
         drive(server.url, bodies, concurrency=8, total=200)  # warm-up: both workers loaded
         for concurrency in CONCURRENCY:
             layers["http"][concurrency] = drive(
@@ -75,7 +75,7 @@ def run() -> dict:
         }
 
     return {
-        "server": {"workers": 2, "threads": 4},
+        "server": {"workers": 2, "threads": 1},
         **{layer: {f"concurrency_{c}": r.summary() for c, r in by.items()} for layer, by in layers.items()},
         "http_over_onnxruntime": {f"concurrency_{c}": ratios(c) for c in CONCURRENCY},
     }

@@ -54,7 +54,8 @@ def model_dir(trained) -> Path:
 
 class Server(LocalServer):
     def __init__(self, model_dir: Path, log_dir: Path, **env: str):
-        super().__init__(str(model_dir), str(log_dir), **env)
+        # Four threads: the tests then also cover what threads share (metrics, the request log).
+        super().__init__(str(model_dir), str(log_dir), threads=4, **env)
         self.log_dir = log_dir
 
     def predict(self, body) -> requests.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -106,6 +107,22 @@ def test_metrics_are_scraped_with_the_model_version(server):
         'registered_version="fixture-1"' in line and 'registered_model="churn-classifier"' in line for line in lines
     )
     assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) >= 5
+
+
+def predictions_counted(server) -> float:
+    text = requests.get(f"http://127.0.0.1:{server.metrics}/prometheus", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("mlkit_predictions_total")
+    )
+
+
+def test_concurrent_requests_are_each_counted_once(server):
+    """Metrics travel with each response, not through state shared by the server's threads."""
+    before = predictions_counted(server)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: server.predict({"jsonData": {"instances": [row(i % 20)] * 3}}), range(64)))
+    assert all(a.status_code == 200 for a in answers)
+    assert predictions_counted(server) - before == 64 * 3
 
 
 def wait_for_records(server, predicate, timeout: float = 15) -> list[dict]:

@@ -85,7 +85,7 @@ class LocalProcess:
 class LocalServer(LocalProcess):
     """seldon-core-microservice serving workloads.serving.model.FeatureModel, on ports of its own."""
 
-    def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 4, **env: str):
+    def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 1, **env: str):
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
         environment = {
             **os.environ,
