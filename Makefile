@@ -20,19 +20,18 @@ setup: ## install everything tests and the demo need (pinned, cached; reruns tak
 	@scripts/setup.sh
 
 # Seldon's microservice binds 0.0.0.0: its tests run in a private network namespace (loopback only).
-CONFINED := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn) sh -c
-LOOPBACK := ip link set lo up &&
+CONFINED := scripts/confined
 
 # Each environment runs the tests of the code it ships (their dependencies conflict).
 test: setup ## run the test suite (the slow end-to-end tests excluded)
 	.venv/infra/bin/pytest -m "not slow" tests/infra tests/charts $(PYTEST_ARGS)
 	.venv/workloads/bin/pytest -m "not slow" tests/workloads $(PYTEST_ARGS)
-	$(CONFINED) '$(LOOPBACK) .venv/serving/bin/pytest -m "not slow" tests/serving $(PYTEST_ARGS)'
+	$(CONFINED) .venv/serving/bin/pytest -m "not slow" tests/serving $(PYTEST_ARGS)
 
 test-slow: setup ## run only the slow end-to-end and load tests
 	.venv/infra/bin/pytest -m slow tests/infra tests/charts $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none collected
 	.venv/workloads/bin/pytest -m slow tests/workloads $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(CONFINED) '$(LOOPBACK) .venv/serving/bin/pytest -m slow tests/serving $(PYTEST_ARGS) || [ $$? -eq 5 ]' 
+	$(CONFINED) .venv/serving/bin/pytest -m slow tests/serving $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: setup ## ruff lint and format check, helm lint of every chart
 	ruff check .
@@ -52,7 +51,7 @@ BENCHMARKS := infra:config workloads:featurestore workloads:training
 
 bench: setup ## measure and write benchmarks/results/*.json (a few minutes)
 	@for pair in $(BENCHMARKS); do .venv/$${pair%%:*}/bin/python benchmarks/run.py $${pair#*:} || exit 1; done
-	@$(CONFINED) '$(LOOPBACK) .venv/serving/bin/python benchmarks/run.py serving'
+	@$(CONFINED) .venv/serving/bin/python benchmarks/run.py serving
 
 lock: ## re-resolve requirements/*.in into the pinned requirements/*.lock files
 	@for f in requirements/*.in; do .cache/uv/bin/uv pip compile --quiet --python-version 3.11 "$$f" -o "$${f%.in}.lock"; done

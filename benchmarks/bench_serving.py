@@ -29,7 +29,7 @@ def run() -> dict:
     from workloads.serving.model import FeatureModel, request_frame
 
     if not only_loopback():
-        raise SystemExit("run this benchmark inside a private network namespace: `make bench` does")
+        raise SystemExit("run this benchmark inside a private network namespace (scripts/confined): `make bench` does")
     model_dir = Path(tempfile.mkdtemp(prefix="mlkit-bench-model-"))
     subprocess.run(
         [str(REPO / ".venv" / "workloads" / "bin" / "python"), "-m", "workloads.serving.fixture", str(model_dir)],

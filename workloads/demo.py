@@ -128,13 +128,18 @@ def training_stage(data: Path, store: FeatureStore) -> None:
 def serving_stage(data: Path) -> None:
     import pandas as pd
 
-    from workloads.serving.local import confined
-
     console.rule("[bold]3. Serving: the champion behind Seldon Core's microservice, on loopback")
     request_log = data / "serving" / "requests"
     shutil.rmtree(request_log, ignore_errors=True)
     served = subprocess.run(
-        confined(f".venv/serving/bin/python -m workloads.serving.demo {data / 'mlflow' / 'mlflow.db'} {request_log}"),
+        [
+            "scripts/confined",
+            ".venv/serving/bin/python",
+            "-m",
+            "workloads.serving.demo",
+            str(data / "mlflow" / "mlflow.db"),
+            str(request_log),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from workloads.serving.local import LocalServer, only_loopback
+from workloads.serving.local import LocalS3, LocalServer, only_loopback
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 def confined():
     if not only_loopback() and os.environ.get("MLKIT_ALLOW_PUBLIC_BIND") != "1":
         pytest.exit(
-            "run the serving tests inside a private network namespace: `unshare -n` (make test does this)", returncode=2
+            "run the serving tests inside a private network namespace: `scripts/confined .venv/serving/bin/pytest tests/serving` (make test does this)",
+            returncode=2,
         )
 
 
@@ -76,19 +77,20 @@ def server(model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """moto's S3 server (from the workloads environment) on loopback, with one bucket; its URL."""
-    import boto3
+def s3():
+    """moto's S3 server (from the workloads environment) on loopback, with the bucket mlkit-test."""
+    with LocalS3("mlkit-test") as running:
+        yield running
 
-    from workloads.serving.local import LocalProcess, free_port
 
-    port = free_port()
-    server = str(REPO / ".venv" / "workloads" / "bin" / "moto_server")
-    with LocalProcess(
-        [server, "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/moto-api/", dict(os.environ)
-    ):
-        url = f"http://127.0.0.1:{port}"
-        boto3.client(
-            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
-        ).create_bucket(Bucket="mlkit-test")
-        yield url
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """The environment a served model reads its object store from, pointed at moto."""
+    for name, value in {
+        # A host name, not an IP: with virtual-hosted addressing the bucket would become a DNS label.
+        "MLKIT_S3_ENDPOINT": s3.url.replace("127.0.0.1", "localhost"),
+        "AWS_REGION": s3.store.region,
+        "AWS_ACCESS_KEY_ID": s3.store.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.store.secret_access_key,
+    }.items():
+        monkeypatch.setenv(name, value)

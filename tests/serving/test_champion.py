@@ -42,17 +42,6 @@ def test_a_version_number_works_too(tracking, model_dir, monkeypatch):
     assert predictions("models:/churn-classifier/1") == pytest.approx(predictions(str(model_dir)), abs=1e-6)
 
 
-@pytest.fixture
-def s3_env(s3_endpoint, monkeypatch):
-    for name, value in {
-        "MLKIT_S3_ENDPOINT": s3_endpoint.replace("127.0.0.1", "localhost"),
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
 def test_export_pins_the_champion_to_s3_and_serving_starts_from_there_without_mlflow(
     tracking, model_dir, s3_env, monkeypatch
 ):

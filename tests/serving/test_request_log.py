@@ -45,23 +45,13 @@ def test_a_failing_writer_loses_only_its_batch(tmp_path):
     assert log.failed_batches == 1 and log.written == sum(calls[1:])
 
 
-def test_an_s3_prefix_receives_the_batches(s3_endpoint, monkeypatch):
+def test_an_s3_prefix_receives_the_batches(s3, s3_env):
     """The cluster's form: an s3:// prefix on an S3-compatible endpoint (moto's server here)."""
-    import boto3
-
-    for name, value in {
-        # A host name, not an IP: with virtual-hosted addressing the bucket would become a DNS label.
-        "MLKIT_S3_ENDPOINT": s3_endpoint.replace("127.0.0.1", "localhost"),
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-    }.items():
-        monkeypatch.setenv(name, value)
     log = RequestLog("s3://mlkit-test/teams/churn/serving/requests", batch_size=10, flush_seconds=0.2)
     for i in range(25):
         log.put({"i": i})
     log.close()
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client = s3.store.s3_client()
     listed = client.list_objects_v2(Bucket="mlkit-test", Prefix="teams/churn/serving/requests/")
     keys = [o["Key"] for o in listed.get("Contents", [])]
     assert keys and all(k.endswith(".jsonl") for k in keys)

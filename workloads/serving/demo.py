@@ -23,7 +23,7 @@ from workloads.serving.local import LocalMlflow, LocalServer, only_loopback
 
 def main(tracking_db: Path, request_log: Path, count: int = 6) -> dict:
     if not only_loopback():
-        raise SystemExit("run inside a private network namespace (`unshare -n`): the microservice binds 0.0.0.0")
+        raise SystemExit("run inside a private network namespace (scripts/confined): the microservice binds 0.0.0.0")
     rows = example_rows(count, start=100, key=True)
     with (
         LocalMlflow(f"sqlite:///{tracking_db}") as tracking,

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import requests
 
+from workloads.common.storage import ObjectStore
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,11 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def confined(command: str) -> list[str]:
-    """A shell command run in a new network namespace with only loopback up (unprivileged: a user namespace too)."""
-    return ["unshare", "-n" if os.geteuid() == 0 else "-rn", "sh", "-c", f"ip link set lo up && {command}"]
 
 
 def only_loopback() -> bool:
@@ -121,6 +118,24 @@ class LocalMlflow(LocalProcess):
         command = [executable, "server", "--backend-store-uri", backend_store_uri]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         super().__init__(command, f"{self.url}/health", {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class LocalS3(LocalProcess):
+    """moto's S3 server on loopback (from the workloads environment) with one bucket: an S3-compatible
+    endpoint for tests, and the ObjectStore that reaches it."""
+
+    def __init__(self, bucket: str):
+        self.port = free_port()
+        command = [str(REPO / ".venv" / "workloads" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        super().__init__(command, f"{self.url}/moto-api/", dict(os.environ))
+        self.store = ObjectStore(
+            endpoint=self.url, region="us-east-1", access_key_id="testing", secret_access_key="testing", path_style=True
+        )
+        self.store.s3_client().create_bucket(Bucket=bucket)
 
     @property
     def url(self) -> str:
