@@ -1,10 +1,15 @@
-"""The request log never blocks or fails a prediction: a full queue drops and counts."""
+"""The request log never blocks or fails a prediction: a full spool drops and counts; a killed worker's spool survives."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from workloads.serving.requestlog import RequestLog
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_batches_reach_the_destination(tmp_path):
@@ -29,7 +34,7 @@ def test_a_full_queue_drops_without_waiting_and_counts(tmp_path):
     log.close()
 
 
-def test_a_failing_writer_loses_only_its_batch(tmp_path):
+def test_a_failing_writer_is_retried_and_loses_nothing(tmp_path):
     calls = []
 
     def flaky(batch):
@@ -42,12 +47,33 @@ def test_a_failing_writer_loses_only_its_batch(tmp_path):
         log.put({"i": i})
         time.sleep(0.01)
     log.close()
-    assert log.failed_batches == 1 and log.written == sum(calls[1:])
+    assert log.failed_batches == 1 and log.written == sum(calls[1:]) == 10
 
 
-def test_an_s3_prefix_receives_the_batches(s3, s3_env):
+def test_a_killed_process_spool_is_shipped_by_the_next_one(tmp_path):
+    """A worker SIGKILLed after answering leaves its records in the spool; its successor ships them."""
+    spool, out = tmp_path / "spool", tmp_path / "out"
+    child = f"""
+import os, sys; sys.path.insert(0, {str(REPO)!r})
+from workloads.serving.requestlog import RequestLog
+log = RequestLog({str(out)!r}, spool={str(spool)!r}, flush_seconds=600)
+for i in range(5):
+    log.put({{"i": i}})
+os.kill(os.getpid(), 9)
+"""
+    subprocess.run([sys.executable, "-c", child], check=False, timeout=60)
+    assert not list(out.rglob("*.jsonl"))  # killed before its batch was due
+    successor = RequestLog(str(out), spool=str(spool), flush_seconds=0.1)
+    successor.close()
+    lines = [json.loads(line) for path in out.rglob("*.jsonl") for line in path.read_text().splitlines()]
+    assert sorted(r["i"] for r in lines) == list(range(5)) and not list(spool.iterdir())
+
+
+def test_an_s3_prefix_receives_the_batches(s3, s3_env, tmp_path):
     """The cluster's form: an s3:// prefix on an S3-compatible endpoint (moto's server here)."""
-    log = RequestLog("s3://mlkit-test/teams/churn/serving/requests", batch_size=10, flush_seconds=0.2)
+    log = RequestLog(
+        "s3://mlkit-test/teams/churn/serving/requests", spool=str(tmp_path), batch_size=10, flush_seconds=0.2
+    )
     for i in range(25):
         log.put({"i": i})
     log.close()
