@@ -72,7 +72,8 @@ class Server(LocalServer):
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    with Server(model_dir, tmp_path_factory.mktemp("requests")) as running:
+    # A 1 MiB body limit (the chart's default is 8 MiB): the 413 test then sends a small body.
+    with Server(model_dir, tmp_path_factory.mktemp("requests"), MLKIT_MAX_REQUEST_BYTES=str(2**20)) as running:
         yield running
 
 

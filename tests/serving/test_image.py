@@ -24,7 +24,8 @@ def test_the_copied_code_imports_on_its_own(tmp_path):
     module, _, name = model_class.rpartition(".")
     probe = (
         f"import importlib, workloads; m = importlib.import_module({module!r}); getattr(m, {name!r}); "
-        "import workloads.serving.requestlog, workloads.serving.artifacts; print(workloads.__file__)"
+        "import workloads.serving.requestlog, workloads.serving.artifacts, workloads.serving.server; "
+        "print(workloads.__file__)"
     )
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
         "PYTHONPATH": str(tmp_path / "opt" / "mlkit")
@@ -36,6 +37,7 @@ def test_the_copied_code_imports_on_its_own(tmp_path):
     assert out.stdout.strip().startswith(str(tmp_path)), out.stdout  # imported from the copy, not the checkout
 
 
-def test_the_image_runs_the_wrapper_as_pid_1_without_root():
-    assert re.search(r'^CMD exec seldon-core-microservice "\$MODEL_NAME"', DOCKERFILE, flags=re.M)
+def test_the_image_runs_the_supervised_wrapper_as_pid_1_without_root():
+    # The supervisor, not seldon-core-microservice itself: it forwards SIGTERM to the whole tree (server.py).
+    assert re.search(r'^CMD exec python -m workloads.serving.server "\$MODEL_NAME"', DOCKERFILE, flags=re.M)
     assert re.search(r"^USER 1000$", DOCKERFILE, flags=re.M)

@@ -56,6 +56,15 @@ def test_batch_json_and_ndarray_agree(server):
         ({"jsonData": [1, 2, 3]}, "data.names: 0 names for rows of 3 values"),
         ("", "Can't find JSON in data"),
         ("{not json", "Can't find JSON in data"),
+        # Non-finite once scaled: the model answered NaN with a 200 (and counted it as class 0).
+        ({"jsonData": row(TotalCharges=1e308)}, "TotalCharges: 1e+308 is out of range (not finite once scaled)"),
+        # A NaN the client sent is named as such, not taken for a missing value.
+        (json.dumps({"jsonData": row(TotalCharges=float("nan"))}), "TotalCharges: 'NaN' is not a number"),
+        (json.dumps({"jsonData": row(MonthlyCharges=float("inf"))}), "MonthlyCharges: 'inf' is not a number"),
+        (
+            {"jsonData": {"instances": [row(0), {k: v for k, v in row(1).items() if k != "tenure"}]}},
+            "row 1: tenure: required value is missing",
+        ),
     ],
     ids=[
         "missing",
@@ -67,6 +76,10 @@ def test_batch_json_and_ndarray_agree(server):
         "not-an-object",
         "empty",
         "not-json",
+        "not-finite-once-scaled",
+        "nan",
+        "infinity",
+        "missing-in-one-row",
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem_and_the_server_keeps_serving(server, body, names_the_problem):
@@ -74,6 +87,120 @@ def test_bad_input_is_a_400_naming_the_problem_and_the_server_keeps_serving(serv
     assert response.status_code == 400, response.text
     assert names_the_problem in response.json()["status"]["info"]
     assert probabilities(server.predict({"jsonData": row()}))  # still serving
+
+
+def multipart(fields: dict[str, tuple]) -> dict:
+    """requests' keyword arguments for a multipart/form-data body."""
+    return {"files": fields}
+
+
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+# Each of these was a 500 from Seldon's catch-all handler, before the model saw the request.
+MALFORMED_HTTP = {
+    "json-nested-10k-deep": (
+        "POST",
+        "/api/v1.0/predictions",
+        {"data": '{"jsonData": ' + DEEP + "}", "headers": {"Content-Type": "application/json"}},
+        400,
+        "request body: JSON nested too deeply",
+    ),
+    "400-digit-integer": (
+        "POST",
+        "/api/v1.0/predictions",
+        # pandas' type inference overflowed converting it to float
+        {
+            "data": json.dumps({"jsonData": row(MonthlyCharges=10**400)}),
+            "headers": {"Content-Type": "application/json"},
+        },
+        400,
+        "MonthlyCharges: '1000000",
+    ),
+    "ragged-ndarray": (
+        "POST",
+        "/api/v1.0/predictions",
+        {"json": {"data": {"names": FEATURES[:2], "ndarray": [[1, 2], [3]]}}},
+        400,
+        "request data",
+    ),
+    "tensor-shape-mismatch": (
+        "POST",
+        "/api/v1.0/predictions",
+        {"json": {"data": {"tensor": {"shape": [2, 2], "values": [1, 2, 3]}}}},
+        400,
+        "cannot reshape array of size 3",
+    ),
+    "form-json-not-json": (
+        "POST",
+        "/api/v1.0/predictions",
+        {"data": {"json": "{not json"}},
+        400,
+        "request body: a form field or query parameter is not JSON",
+    ),
+    "query-json-not-json": (
+        "GET",
+        "/predict?json=%7Bnot",
+        {},
+        400,
+        "request body: a form field or query parameter is not JSON",
+    ),
+    "multipart-json-not-json": (
+        "POST",
+        "/api/v1.0/predictions",
+        multipart({"json": (None, "{not json")}),
+        400,
+        "request body: a form field or query parameter is not JSON",
+    ),
+    "multipart-data-not-json": (
+        "POST",
+        "/api/v1.0/predictions",
+        multipart({"data": (None, "[1, 2")}),
+        400,
+        "request body: a form field or query parameter is not JSON",
+    ),
+    "multipart-bytes-not-text": (
+        "POST",
+        "/api/v1.0/predictions",
+        multipart({"strData": ("x.bin", b"\xff\xfe\xfa")}),
+        400,
+        "request body: a multipart file is not UTF-8 text",
+    ),
+    # Seldon's app also serves static files from "/": a GET of any path is a 404, other methods a 405.
+    "get-predictions": ("GET", "/api/v1.0/predictions", {}, 404, "URL was not found"),
+    "unknown-path": ("POST", "/api/v1.0/nowhere", {"json": {}}, 405, "method is not allowed"),
+    "unknown-method": ("PATCH", "/api/v1.0/predictions", {"json": {}}, 405, "method is not allowed"),
+    "over-the-size-limit": (
+        "POST",
+        "/api/v1.0/predictions",
+        {"data": b"[" + b"1," * 600_000 + b"1]", "headers": {"Content-Type": "application/json"}},
+        413,
+        "at most 1048576 (MLKIT_MAX_REQUEST_BYTES)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_HTTP.values(), ids=MALFORMED_HTTP.keys())
+def test_malformed_requests_are_a_4xx_naming_the_problem(server, case):
+    method, path, kwargs, status, names_the_problem = case
+    response = requests.request(method, f"{server.url}{path}", timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    assert names_the_problem in response.json()["status"]["info"], response.text
+    assert probabilities(server.predict({"jsonData": row()}))  # still serving
+
+
+def test_readiness_runs_a_prediction_and_a_metrics_update(server):
+    def checks() -> float:
+        text = requests.get(f"http://127.0.0.1:{server.metrics}/prometheus", timeout=10).text
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("mlkit_health_checks_total")
+        )
+
+    before = checks()
+    response = requests.get(f"{server.url}/health/status", timeout=10)
+    assert response.status_code == 200, response.text
+    [p] = probabilities(response)
+    assert 0.0 < p < 1.0 and checks() == before + 1
 
 
 def test_feedback_is_stored_for_retraining(server):

@@ -80,7 +80,8 @@ class LocalProcess:
 
 
 class LocalServer(LocalProcess):
-    """seldon-core-microservice serving workloads.serving.model.FeatureModel, on ports of its own."""
+    """The serving image's entry point (workloads.serving.server: Seldon's microservice under its supervisor)
+    serving workloads.serving.model.FeatureModel, on ports of its own."""
 
     def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 1, **env: str):
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
@@ -94,16 +95,32 @@ class LocalServer(LocalProcess):
             "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",  # what Seldon's operator sets in the cluster
             **env,
         }
-        command = [
-            str(Path(sys.executable).parent / "seldon-core-microservice"),
-            "workloads.serving.model.FeatureModel",
-        ]
+        command = [sys.executable, "-m", "workloads.serving.server", "workloads.serving.model.FeatureModel"]
         command += ["--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics)]
         super().__init__(command, f"{self.url}/health/ping", environment)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http}"
+
+    def processes(self) -> dict[str, list[int]]:
+        """The microservice's processes: its gunicorn master, REST workers and metrics server (from /proc).
+
+        The metrics server is the master's child with a child of its own (its gunicorn worker)."""
+        [master] = children(self.process.pid)
+        forked = children(master)
+        return {
+            "master": [master],
+            "workers": [p for p in forked if not children(p)],
+            "metrics": [p for p in forked if children(p)],
+        }
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 class LocalMlflow(LocalProcess):
@@ -168,8 +185,18 @@ class LoadResult:
         }
 
 
-def drive(url: str, bodies: list[bytes], *, concurrency: int, total: int, deadline_s: float = 120) -> LoadResult:
-    """POST bodies round-robin to the predictions endpoint: a bounded count, a bounded time, loopback only."""
+def drive(
+    url: str,
+    bodies: list[bytes | requests.Request],
+    *,
+    concurrency: int,
+    total: int,
+    deadline_s: float = 120,
+    on_answer: Callable[[int, int, float], None] | None = None,
+) -> LoadResult:
+    """Send bodies round-robin: a bounded count, a bounded time, loopback only. A body is POSTed as JSON to
+    the predictions endpoint; a requests.Request (any method, path relative to url) is sent as it is.
+    on_answer(i, status, monotonic time) sees each answer as it arrives."""
     assert url.startswith("http://127.0.0.1:"), "load is only ever sent to this machine's loopback"
     endpoint = f"{url}/api/v1.0/predictions"
     local = threading.local()  # one keep-alive session per client thread: Session is not thread-safe
@@ -177,12 +204,29 @@ def drive(url: str, bodies: list[bytes], *, concurrency: int, total: int, deadli
     def post(i: int) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()
+        body = bodies[i % len(bodies)]
         try:
-            return local.session.post(
-                endpoint, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}, timeout=30
-            ).status_code
+            if isinstance(body, requests.Request):
+                prepared = local.session.prepare_request(
+                    requests.Request(
+                        body.method,
+                        url + body.url,
+                        headers=body.headers,
+                        data=body.data,
+                        files=body.files,
+                        json=body.json,
+                    )
+                )
+                status = local.session.send(prepared, timeout=30).status_code
+            else:
+                status = local.session.post(
+                    endpoint, data=body, headers={"Content-Type": "application/json"}, timeout=30
+                ).status_code
         except requests.RequestException:
-            return 0
+            status = 0
+        if on_answer:
+            on_answer(i, status, time.monotonic())
+        return status
 
     return measure(post, concurrency=concurrency, total=total, deadline_s=deadline_s)
 

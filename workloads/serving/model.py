@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from datetime import UTC, datetime
 
@@ -24,27 +23,10 @@ import pandas as pd
 from workloads.common.specs import FeatureSpec, parse_spec
 from workloads.common.transform import FittedTransform
 from workloads.common.validation import validate_frame
+from workloads.serving import metrics
 
 THRESHOLD = 0.5
 MAX_ROWS = 10_000
-
-
-def _serialise_metric_updates() -> None:
-    """seldon-core 1.17.1's SeldonMetrics.update reads a worker's metrics and writes them back under two
-    separate holds of its lock, so concurrent threads of one worker lose each other's increments
-    (measured: 87 of 192 predictions counted with 4 threads). One update at a time per process fixes it."""
-    from seldon_core.metrics import SeldonMetrics
-
-    if getattr(SeldonMetrics.update, "_mlkit_serialised", False):
-        return
-    original, lock = SeldonMetrics.update, threading.Lock()
-
-    def update(self, custom_metrics, method):
-        with lock:
-            return original(self, custom_metrics, method)
-
-    update._mlkit_serialised = True
-    SeldonMetrics.update = update
 
 
 class BadRequest(Exception):
@@ -69,8 +51,6 @@ class FeatureModel:
         """Seldon calls this once per worker before serving."""
         import onnxruntime
 
-        _serialise_metric_updates()
-
         from workloads.serving.artifacts import fetch
         from workloads.serving.requestlog import RequestLog
 
@@ -87,6 +67,10 @@ class FeatureModel:
             str(directory / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
         )
         self.inputs = self.session.get_inputs()[0].shape[1]
+        try:
+            self.probe = self.features(request_frame(probe_row(self.tables), None))
+        except BadRequest as e:
+            raise RuntimeError(f"the health check's row, built from the feature specs, is rejected: {e}") from None
         flush_seconds = float(os.environ.get("MLKIT_REQUEST_LOG_FLUSH_SECONDS", "2"))
         self.request_log = (
             RequestLog(self.request_log_uri, flush_seconds=flush_seconds) if self.request_log_uri else None
@@ -96,9 +80,7 @@ class FeatureModel:
     # --- Seldon's interface ------------------------------------------------------------------------------
 
     def predict(self, X, names, meta=None):
-        """Probabilities, one row per request row; the request's metrics ride in the response (thread-safe)."""
-        from seldon_core.user_model import SeldonResponse
-
+        """Probabilities, one row per request row. Each request is logged before its answer leaves."""
         started = time.perf_counter()
         try:
             frame = request_frame(X, names)
@@ -106,7 +88,7 @@ class FeatureModel:
         except BadRequest as e:
             raise _seldon_error(str(e)) from None
         probability = self.session.run(None, {"features": features})[0].reshape(-1)
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        elapsed = time.perf_counter() - started
         dropped = 0
         if self.request_log:
             now = datetime.now(UTC).isoformat()
@@ -120,26 +102,17 @@ class FeatureModel:
                     "probability": float(p),
                 }
                 dropped += not self.request_log.put(record)
-        return SeldonResponse(
-            probability.reshape(-1, 1), metrics=self._request_metrics(probability >= THRESHOLD, elapsed_ms, dropped)
-        )
+        self._count(probability, elapsed, dropped)
+        return probability.reshape(-1, 1)
 
-    def _request_metrics(self, positive: np.ndarray, elapsed_ms: float, dropped: int) -> list[dict]:
-        """This request's share of the model's metrics; Seldon adds them up (COUNTER) and buckets them (TIMER)."""
-        model = self._labels
-        ones = int(positive.sum())
-        metrics = [
-            {"type": "COUNTER", "key": "mlkit_predictions_total", "value": n, "tags": {**model, "class": cls}}
-            for cls, n in (("0", len(positive) - ones), ("1", ones))
-            if n
-        ]
-        # A TIMER takes milliseconds; Seldon exports it as a histogram in seconds.
-        metrics.append({"type": "TIMER", "key": "mlkit_predict_inner_seconds", "value": elapsed_ms, "tags": model})
+    def _count(self, probability: np.ndarray, elapsed_s: float, dropped: int) -> None:
+        ones = int((probability >= THRESHOLD).sum())
+        for cls, n in (("0", len(probability) - ones), ("1", ones)):
+            if n:
+                metrics.PREDICTIONS.labels(*self._labels, cls).inc(n)
+        metrics.LATENCY.labels(*self._labels).observe(elapsed_s)
         if dropped:
-            metrics.append(
-                {"type": "COUNTER", "key": "mlkit_request_log_dropped_total", "value": dropped, "tags": model}
-            )
-        return metrics
+            metrics.DROPPED.labels(*self._labels).inc(dropped)
 
     def features(self, frame: pd.DataFrame) -> np.ndarray:
         """Validate and transform request rows exactly as training data was; BadRequest names every problem."""
@@ -150,6 +123,12 @@ class FeatureModel:
             if not problems:
                 matrix, unknown = transform.apply_with_reasons(typed)
                 problems += [f"row {i}: {u}" for i, us in enumerate(unknown) for u in us]
+                # A finite input can overflow the model's float32 once scaled (TotalCharges 1e308 gave NaN).
+                source = [c.name for c in transform.columns for _ in c.output_names]
+                problems += [
+                    f"row {i}: {source[j]}: {typed[source[j]].iloc[i]!r} is out of range (not finite once scaled)"
+                    for i, j in zip(*np.nonzero(~np.isfinite(matrix)), strict=True)
+                ]
                 blocks.append(matrix)
         known = {c.name for spec, _ in self.tables for c in spec.columns} | {spec.entity.key for spec, _ in self.tables}
         if unexpected := sorted(set(frame.columns) - known):
@@ -184,24 +163,47 @@ class FeatureModel:
                 "reward": reward,
             }
             if not self.request_log.put(record):
-                from seldon_core.user_model import SeldonResponse
-
-                drop = {"type": "COUNTER", "key": "mlkit_request_log_dropped_total", "value": 1, "tags": self._labels}
-                return SeldonResponse([], metrics=[drop])
+                metrics.DROPPED.labels(*self._labels).inc()
         return []
 
     @property
-    def _labels(self) -> dict[str, str]:
-        # Not model_name/model_version: Seldon's own default labels (set by its operator) take those keys.
-        return {"registered_model": self.model_name, "registered_version": self.model_version}
+    def _labels(self) -> tuple[str, str]:
+        return self.model_name, self.model_version
 
     def tags(self):
         return {"model_name": self.model_name, "model_version": self.model_version}
 
     def health_status(self):
+        """Readiness (/health/status): one prediction and one metrics update, the path every request takes,
+        so a worker that cannot predict fails the probe (or its timeout) instead of passing it."""
         if not self.ready:
             raise _seldon_error("model not loaded")
-        return [1]
+        probability = self.session.run(None, {"features": self.probe})[0].reshape(-1)
+        metrics.HEALTH_CHECKS.labels(*self._labels).inc()
+        return probability.tolist()
+
+
+def probe_row(tables: list[tuple[FeatureSpec, FittedTransform]]) -> dict:
+    """A request row every spec accepts: a known category, the fitted centre within bounds, true."""
+    row = {}
+    for spec, transform in tables:
+        fitted = {c.name: c for c in transform.columns}
+        for column in spec.columns:
+            categories = getattr(fitted.get(column.name), "categories", None) or column.allowed
+            if categories:
+                row[column.name] = categories[0]
+            elif column.type == "boolean":
+                row[column.name] = column.true_values[0]
+            elif column.type in ("int", "double"):
+                value = fitted[column.name].center if column.name in fitted else 0.0
+                value = min(
+                    max(value, column.min if column.min is not None else value),
+                    column.max if column.max is not None else value,
+                )
+                row[column.name] = round(value) if column.type == "int" else value
+            else:
+                row[column.name] = "probe"
+    return row
 
 
 def request_frame(X, names) -> pd.DataFrame:
@@ -213,7 +215,11 @@ def request_frame(X, names) -> pd.DataFrame:
         rows = rows if isinstance(rows, list) else [rows]
         if not rows or not all(isinstance(r, dict) for r in rows):
             raise BadRequest("jsonData: expected an object of named features, or {'instances': [objects]}")
-        frame = pd.DataFrame(rows)
+        # Column by column: a feature a row lacks stays None (missing); pandas would fill in NaN.
+        columns = dict.fromkeys(name for r in rows for name in r)
+        frame = pd.DataFrame(
+            {name: pd.Series([_nan_named(r.get(name)) for r in rows], dtype=object) for name in columns}
+        )
     else:
         array = np.asarray(X, dtype=object)
         if array.ndim == 1:
@@ -225,7 +231,12 @@ def request_frame(X, names) -> pd.DataFrame:
             raise BadRequest(
                 f"data.names: {len(names)} names for rows of {array.shape[1]} values; send one name per column"
             )
-        frame = pd.DataFrame(array, columns=names)
+        frame = pd.DataFrame([[_nan_named(v) for v in row] for row in array], columns=names, dtype=object)
     if len(frame) > MAX_ROWS:
         raise BadRequest(f"{len(frame)} rows in one request; at most {MAX_ROWS}")
     return frame
+
+
+def _nan_named(value):
+    """A NaN the client sent is a value to reject by name ('NaN' is not a number), not a missing one."""
+    return "NaN" if isinstance(value, float) and value != value else value
