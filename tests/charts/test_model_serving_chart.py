@@ -40,12 +40,13 @@ def test_autoscaling_resources_security_and_probes(tmp_path):
         container["securityContext"]["allowPrivilegeEscalation"] is False
         and container["securityContext"]["readOnlyRootFilesystem"] is True
     )
-    assert (
-        container["readinessProbe"]["httpGet"]["path"]
-        == container["livenessProbe"]["httpGet"]["path"]
-        == "/health/ping"
-    )
+    # Readiness runs a prediction (workloads/serving/model.py health_status); liveness only a ping.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/status"
+    assert container["readinessProbe"]["timeoutSeconds"] <= 2
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/ping"
     env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["GRPC_WORKERS"] == "0" and env["MLKIT_MAX_REQUEST_BYTES"] == "8388608"
+    assert pod["terminationGracePeriodSeconds"] > int(env["MLKIT_STOP_SECONDS"])
     assert env["MLKIT_MODEL_URI"] == "models:/churn-classifier@champion" and env["MLKIT_REQUEST_LOG"].startswith(
         "s3://"
     )
