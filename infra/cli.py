@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra import doctor as doctor_checks
-from infra.stack import StackConfig, StackConfigError, load_stack_file, stack_names
+from infra.stack import StackConfig, StackConfigError, load_stack_file, shown_problems, stack_names
 
 app = typer.Typer(
     name="mlkit",
@@ -22,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(soft_wrap=True)  # soft wrap: long messages stay on one line for grep and CI logs
+# soft wrap: long messages stay on one line for grep and CI logs; no emoji: `mlkit:cd:` is a key, not a disc
+out = Console(soft_wrap=True, emoji=False)
 
 StackArg = Annotated[str, typer.Argument(help="a stack name (local, aws, ...) or a path to a stack file")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
@@ -42,15 +44,21 @@ def validate(
             config = load_stack_file(stack)
             results[stack] = {"ok": True, "target": config.target, "problems": []}
         except StackConfigError as e:
-            results[stack] = {"ok": False, "source": e.source, "problems": [str(p) for p in e.problems]}
+            # At most MAX_SHOWN_PROBLEMS, then "+N more": a file of 100k bad values must not print 100k lines.
+            results[stack] = {
+                "ok": False,
+                "source": e.source,
+                "count": len(e.problems),
+                "problems": shown_problems(e.problems),
+            }
     if as_json:
         print(json.dumps(results, indent=2))
     else:
         for stack, result in results.items():
             if result["ok"]:
-                out.print(f"[green]ok[/]      {stack} (target {result['target']})")
+                out.print(f"[green]ok[/]      {escape(stack)} (target {result['target']})")
             else:
-                out.print(f"[red]invalid[/] {result['source']}: {len(result['problems'])} problem(s)")
+                out.print(f"[red]invalid[/] {escape(result['source'])}: {result['count']} problem(s)")
                 for problem in result["problems"]:
                     out.print(f"  - {problem}", markup=False, highlight=False)
     if not all(r["ok"] for r in results.values()):
@@ -101,7 +109,7 @@ def stacks(as_json: JsonOpt = False) -> None:
         return
     for row in rows:
         out.print(
-            f"{row['stack']:<10} {row['target'] or '-':<9} {'valid' if row['valid'] else '[red]invalid[/] (run mlkit validate)'}"
+            f"{escape(row['stack']):<10} {row['target'] or '-':<9} {'valid' if row['valid'] else '[red]invalid[/] (run mlkit validate)'}"
         )
 
 

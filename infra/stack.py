@@ -29,6 +29,28 @@ OTHER_NAMESPACES = {"pulumi", "aws", "gcp", "azure-native", "kubernetes", "comma
 STACK_FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
 # Namespaces the platform itself owns; a team by such a name would collide with them.
 RESERVED_NAMESPACES = {"default", "mlkit-system", "monitoring", "kubeflow", "seldon-system", "spark-operator", "mlflow"}
+# Provider settings that are credentials: those the providers' SDKs mark secret, plus GCP's key file
+# and Azure's OIDC tokens. In a stack file they must be ciphertext, like the kit's own secrets.
+# (azure-native:clientId is marked secret by its SDK but is an application id, not a credential.)
+PROVIDER_SECRETS = {
+    "aws:accesskey",
+    "aws:secretkey",
+    "aws:token",
+    "gcp:accesstoken",
+    "gcp:credentials",
+    "azure-native:clientsecret",
+    "azure-native:clientcertificatepassword",
+    "azure-native:oidctoken",
+    "azure-native:oidcrequesttoken",
+}
+
+# Limits on what `load_stack_file` reads. The shipped stack files are ~2 KB, 6 levels deep, ~100 values;
+# these limits are far above any real stack and far below what exhausts the loader.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # PyYAML's pure-Python composer recurses per level and overflows near 500
+MAX_VALUES = 100_000  # after aliases are expanded: a few anchors can otherwise stand for billions
+MAX_INT_CHARS = 100  # int() refuses over 4,300 digits, and YAML 1.1's base-60 ints cost quadratic time
+MAX_SHOWN_PROBLEMS = 50
 
 
 @dataclass(frozen=True)
@@ -47,8 +69,16 @@ class StackConfigError(Exception):
         self.source = source
         self.problems = problems
         count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-        lines = "\n".join(f"  {p}" for p in problems)
+        lines = "\n".join(f"  {p}" for p in shown_problems(problems))
         super().__init__(f"{source}: {count}\n{lines}")
+
+
+def shown_problems(problems: list[Problem]) -> list[str]:
+    """The problems as text, the first MAX_SHOWN_PROBLEMS of them and then "+N more"."""
+    shown = [str(p) for p in problems[:MAX_SHOWN_PROBLEMS]]
+    if len(problems) > MAX_SHOWN_PROBLEMS:
+        shown.append(f"+{len(problems) - MAX_SHOWN_PROBLEMS} more")
+    return shown
 
 
 class _CrossFieldProblems(Exception):
@@ -149,15 +179,19 @@ def load_stack_file(stack: str) -> StackConfig:
     """Load and validate one stack file. Raises StackConfigError naming the file and every problem."""
     path = stack_path(stack)
     source = _display(path)
-    if not path.is_file():
-        known = ", ".join(stack_names()) or "none"
-        raise StackConfigError(source, [Problem("", f"no such stack file (stacks here: {known})")])
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        document = _read_yaml(path)
+    except FileNotFoundError:
+        known = ", ".join(stack_names()) or "none"
+        raise StackConfigError(source, [Problem("", f"no such stack file (stacks here: {known})")]) from None
+    except OSError as e:
+        raise StackConfigError(source, [Problem("", f"cannot read: {e.strerror or e}")]) from None
     except UnicodeDecodeError as e:
         raise StackConfigError(source, [Problem("", f"not UTF-8 text: {e.reason} at byte {e.start}")]) from e
     except yaml.YAMLError as e:
         raise StackConfigError(source, [Problem("", f"not valid YAML: {_yaml_reason(e)}")]) from e
+    except _Refused as e:
+        raise StackConfigError(source, [Problem("", str(e))]) from None
     try:
         values, problems = _project_values(document)
     except StackConfigError as e:
@@ -169,6 +203,60 @@ def load_stack_file(stack: str) -> StackConfig:
     if problems:
         raise StackConfigError(source, problems)
     return stack
+
+
+class _Refused(Exception):
+    """The file is beyond a loading limit; the message says which and where."""
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():  # a directory or a device is no stack file either
+        raise FileNotFoundError(path)
+    with path.open("rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)  # never more: the limit holds for a file that grows while read
+    if len(data) > MAX_FILE_BYTES:
+        size = max(path.stat().st_size, len(data))
+        raise _Refused(f"the file is {size:,} bytes; a stack file may be at most {MAX_FILE_BYTES:,} bytes")
+    text = data.decode("utf-8")
+    _check_shape(text)
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def _check_shape(text: str) -> None:
+    """Refuse deep nesting and alias bombs from the event stream, before any node is built."""
+    open_nodes: list[list] = []  # [anchor, expanded size] of each collection being read
+    sizes: dict[str, int] = {}  # anchor -> expanded size of its node
+    total = 0
+    for event in yaml.parse(text, Loader=_StrictLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels{_where(event.start_mark)}")
+            open_nodes.append([event.anchor, 1])
+            size = 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, whole = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = whole
+            if open_nodes:
+                open_nodes[-1][1] += whole
+            continue
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for anchor, _ in open_nodes):
+                raise _Refused(f"alias *{event.anchor} refers to a node that contains it{_where(event.start_mark)}")
+            size = sizes.get(event.anchor, 1)  # an undefined alias: the loader reports it
+        else:
+            continue
+        if open_nodes and not isinstance(event, yaml.CollectionStartEvent):
+            open_nodes[-1][1] += size
+        total += size
+        if total > MAX_VALUES:
+            raise _Refused(
+                f"holds more than {MAX_VALUES:,} values once its aliases are expanded{_where(event.start_mark)}"
+            )
 
 
 def load_pulumi_config(config: dict[str, str], stack: str) -> StackConfig:
@@ -216,6 +304,14 @@ def _project_values(document: Any) -> tuple[dict[str, Any], list[Problem]]:
         namespace, sep, name = str(key).rpartition(":")
         if not sep or namespace == PROJECT:
             values[name] = value
+        elif str(key).lower() in PROVIDER_SECRETS and not _is_ciphertext(value):
+            problems.append(
+                Problem(
+                    str(key),
+                    "secrets may not be written in plain text: store it with "
+                    f"`pulumi config set --secret {key} <value>`",
+                )
+            )
         elif namespace not in OTHER_NAMESPACES:
             hint = _did_you_mean(namespace, [PROJECT, *OTHER_NAMESPACES])
             problems.append(Problem(str(key), f"unknown config namespace {namespace!r}{hint}"))
@@ -300,9 +396,16 @@ def _display(path: Path) -> str:
 
 
 def _yaml_reason(e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return f"{getattr(e, 'problem', None) or e}{where}"
+    return f"{getattr(e, 'problem', None) or e}{_where(getattr(e, 'problem_mark', None))}"
+
+
+def _where(mark: Any) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _is_ciphertext(value: Any) -> bool:
+    """What `pulumi config set --secret` writes: {secure: <ciphertext>}."""
+    return isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str)
 
 
 def _decode(raw: Any) -> Any:
@@ -315,8 +418,12 @@ def _decode(raw: Any) -> Any:
     return raw
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, which plain YAML silently overwrites."""
+# libyaml's parser where PyYAML was built with it: faster, and it does not recurse per nesting level.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_BaseLoader):
+    """SafeLoader that rejects duplicate keys, which plain YAML silently overwrites, and overlong integers."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -327,3 +434,14 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, typing.Hashable):
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_INT_CHARS:
+            where = _where(node.start_mark)
+            raise _Refused(
+                f"an integer of {len(node.value):,} characters{where}; a config value has at most {MAX_INT_CHARS}"
+            )
+        return super().construct_yaml_int(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)

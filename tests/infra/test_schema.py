@@ -116,3 +116,24 @@ def test_json_schema_names_every_top_level_key():
         schema["properties"]
     )
     assert schema["required"] == ["target", "storage"]
+
+
+def test_provider_secrets_cover_what_the_provider_sdks_mark_secret():
+    """Each credential a provider SDK wraps in Output.secret must be refused in plain text in a stack file."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from infra.stack import OTHER_NAMESPACES, PROVIDER_SECRETS
+
+    not_credentials = {"azure-native:clientid"}  # an application id; its SDK marks it secret all the same
+    marked = set()
+    for namespace in OTHER_NAMESPACES - {"pulumi"}:
+        spec = importlib.util.find_spec(f"pulumi_{namespace.replace('-', '_')}")
+        if spec is None:
+            continue  # a provider this environment does not install
+        provider = Path(spec.origin).parent / "provider.py"
+        for name in re.findall(r'__props__.__dict__\["(\w+)"\] = .*pulumi\.Output\.secret\(', provider.read_text()):
+            marked.add(f"{namespace}:{name.replace('_', '')}")
+    assert {"aws:secretkey", "gcp:accesstoken", "azure-native:clientsecret"} <= marked  # the parse found them
+    assert marked - not_credentials <= PROVIDER_SECRETS

@@ -69,3 +69,12 @@ def test_json_output_is_machine_readable():
     assert data["local"] == {"ok": True, "target": "kind", "problems": []}
     assert data["tests/stacks/broken/seldon-bsl.yaml"]["ok"] is False
     assert "Business Source License 1.1" in data["tests/stacks/broken/seldon-bsl.yaml"]["problems"][0]
+
+
+def test_key_names_are_printed_as_written_not_as_emoji(tmp_path):
+    """Rich turns `:cd:` into a disc unless told not to; `mlkit:cd` is an unknown key, and must read as one."""
+    path = tmp_path / "Pulumi.emoji.yaml"
+    path.write_text("config:\n  mlkit:target: kind\n  mlkit:cd: 1\n  mlkit:smile: 2\n")
+    result = run_cli("validate", str(path))
+    assert_cli(result, 1, "mlkit:cd: unknown key", "mlkit:smile: unknown key")
+    assert "\N{OPTICAL DISC}" not in result.output
