@@ -40,10 +40,9 @@ sparkVersion: {{ .Values.sparkVersion | quote }}
 {{- with .Values.hadoopConfigMap }}
 hadoopConfigMap: {{ . }}
 {{- end }}
-{{- with .Values.sparkConf }}
 sparkConf:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+  {{- /* The root filesystem is read-only: Spark SQL's warehouse goes to the writable /tmp. */}}
+  {{- toYaml (merge (deepCopy .Values.sparkConf) (dict "spark.sql.warehouse.dir" "/tmp/spark-warehouse")) | nindent 2 }}
 restartPolicy:
   type: OnFailure
   {{- toYaml .Values.restartPolicy | nindent 2 }}
@@ -51,6 +50,10 @@ volumes:
   - name: specs
     configMap:
       name: {{ include "feature-job.name" . }}-specs
+  # The only writable path besides Spark's own local dirs (emptyDirs Spark adds itself): the JVM's and
+  # Python's temp files, Hadoop's S3A upload buffers and Hudi's spill files all go to /tmp.
+  - name: tmp
+    emptyDir: {}
 driver:
   cores: {{ .Values.driver.cores }}
   memory: {{ .Values.driver.memory | quote }}
@@ -63,14 +66,7 @@ driver:
     - secretRef:
         name: {{ .Values.serviceAccount }}-object-store
         optional: true
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 185
-    allowPrivilegeEscalation: false
-  volumeMounts:
-    - name: specs
-      mountPath: /etc/mlkit/specs
-      readOnly: true
+  {{- include "feature-job.podSecurity" . | nindent 2 }}
 executor:
   instances: {{ .Values.executor.instances }}
   cores: {{ .Values.executor.cores }}
@@ -84,12 +80,31 @@ executor:
     - secretRef:
         name: {{ .Values.serviceAccount }}-object-store
         optional: true
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 185
-    allowPrivilegeEscalation: false
-  volumeMounts:
-    - name: specs
-      mountPath: /etc/mlkit/specs
-      readOnly: true
+  {{- include "feature-job.podSecurity" . | nindent 2 }}
+{{- end -}}
+
+{{/* What Pod Security `restricted` requires of the driver and executor pods, and their mounts. */}}
+{{- define "feature-job.podSecurity" -}}
+podSecurityContext:
+  runAsNonRoot: true
+  runAsUser: 185
+  runAsGroup: 185
+  fsGroup: 185
+  seccompProfile:
+    type: RuntimeDefault
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 185
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+  seccompProfile:
+    type: RuntimeDefault
+volumeMounts:
+  - name: specs
+    mountPath: /etc/mlkit/specs
+    readOnly: true
+  - name: tmp
+    mountPath: /tmp
 {{- end -}}
