@@ -17,7 +17,7 @@ import pytest
 
 from tests.workloads.conftest import BUCKET
 from workloads.common.featurestore import FeatureStore, TableNotFound
-from workloads.common.specs import load_spec
+from workloads.common.specs import load_spec, parse_spec
 from workloads.common.validation import validate_frame
 from workloads.features.demo_data import TELCO, SecondBatch, second_batch
 from workloads.features.job import BatchReport, JobError, run_batch
@@ -178,3 +178,52 @@ def test_the_extract_has_blank_total_charges_only_for_tenure_zero():
     telco = pd.read_csv(TELCO, dtype=str, keep_default_na=False)
     blank = telco[telco["TotalCharges"].str.strip() == ""]
     assert len(blank) == 11 and set(blank["tenure"]) == {"0"}
+
+
+# A free-text column, as exported by a spreadsheet or Python's csv module: a quoted field may hold a
+# line break, and lines end in CRLF.
+NOTES = {
+    "name": "customer_notes",
+    "entity": {"key": "customerID"},
+    "columns": [{"name": "note", "type": "string"}, {"name": "rating", "type": "int", "min": 0, "max": 5}],
+}
+NOTE_ROWS = [
+    ("0001-A", "called twice\nthen emailed, twice", "4"),
+    ("0002-B", "plain", "5"),
+    ("0003-C", "three\nshort\nlines", "3"),
+]
+
+
+def write_notes(path: Path) -> Path:
+    import csv
+
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)  # quotes what needs it; \r\n line ends
+        writer.writerow(["customerID", "note", "rating"])
+        writer.writerows(NOTE_ROWS)
+    return path
+
+
+def test_a_quoted_field_with_a_line_break_stays_one_record_when_the_spec_says_multiline(spark, tmp_path):
+    spec = parse_spec({**NOTES, "source": {"format": "csv", "multiline": True}}, "customer_notes.yaml")
+    store = FeatureStore(str(tmp_path / "store"))
+    [report] = run_batch(spark, store, [spec], str(write_notes(tmp_path / "notes.csv")), event_time=JAN)
+    assert (report.read, report.accepted, report.quarantined, report.written) == (3, 3, 0, 3)
+    stored = store.read("customer_notes").set_index("customerID")
+    assert {key: (stored.at[key, "note"], stored.at[key, "rating"]) for key, _, _ in NOTE_ROWS} == {
+        key: (note, int(rating)) for key, note, rating in NOTE_ROWS
+    }
+
+
+def test_without_multiline_the_split_record_is_quarantined_with_the_fix_named(spark, tmp_path):
+    spec = parse_spec(NOTES, "customer_notes.yaml")
+    store = FeatureStore(str(tmp_path / "store"))
+    [report] = run_batch(spark, store, [spec], str(write_notes(tmp_path / "notes.csv")), event_time=JAN)
+    # Six lines, read as six records. One fragment has three fields and passes as a row of its own
+    # (customer "then emailed"): the hint on the quarantined halves is how the operator learns of it.
+    assert (report.read, report.quarantined, report.written) == (6, 4, 2)
+    assert set(store.read("customer_notes")["customerID"]) == {"0002-B", "then emailed"}
+    quarantine = store.quarantine("customer_notes")
+    first = quarantine[quarantine["raw"].str.startswith('0001-A,"called twice')]
+    assert len(first) == 1
+    assert any("set source.multiline: true" in reason for reason in first["reasons"].iloc[0]), first["reasons"].iloc[0]

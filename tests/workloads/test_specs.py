@@ -52,6 +52,11 @@ def problems(document) -> list[str]:
             {"columns": [{"name": "x", "type": "double", "missing": {"fill": 0}}]},
             "columns[0].missing.reason: is required",
         ),
+        ({"source": {"format": "parquet", "multiline": True}}, "source: multiline applies to csv sources only"),
+        (
+            {"source": {"options": {"header": "true", "multiLine": "true"}}},
+            "source: set `multiline: true` on the source instead of options.multiLine",
+        ),
     ],
 )
 def test_a_broken_spec_names_the_key(change, expected):
@@ -72,3 +77,10 @@ def test_the_blank_total_charges_rule_is_documented_in_the_spec():
     spec = load_spec(SPECS / "customer_features.yaml")
     total = next(c for c in spec.columns if c.name == "TotalCharges")
     assert total.missing.fill == 0.0 and "tenure 0" in total.missing.reason
+
+
+def test_multiline_is_a_source_option_that_reaches_spark():
+    """Quoted CSV fields holding line breaks: off by default (each file is then read by one task)."""
+    spec = parse_spec({**BASE, "source": {"format": "csv", "multiline": True}}, "spec.yaml")
+    assert spec.source.spark_options == {"header": "true", "multiLine": "true"}
+    assert parse_spec(BASE, "spec.yaml").source.spark_options == {"header": "true"}

@@ -69,7 +69,25 @@ class EventTimeSpec(SpecModel):
 
 class SourceSpec(SpecModel):
     format: Literal["csv", "parquet"] = "csv"
-    options: dict[str, str] = Field(default_factory=lambda: {"header": "true"})
+    options: dict[str, str] = Field(default_factory=lambda: {"header": "true"}, description="Spark's CSV options")
+    multiline: bool = Field(
+        False,
+        description="quoted CSV fields may hold line breaks (Spark's multiLine); each file is then read by one task",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_say_multiline(self) -> SourceSpec:
+        if self.multiline and self.format != "csv":
+            raise ValueError("multiline applies to csv sources only")
+        # Spark's option names are case-insensitive; the typed key is the one way, so the job sees it.
+        if clash := [k for k in self.options if k.lower() == "multiline"]:
+            raise ValueError(f"set `multiline: true` on the source instead of options.{clash[0]}")
+        return self
+
+    @property
+    def spark_options(self) -> dict[str, str]:
+        """The options to hand Spark's reader."""
+        return {**self.options, "multiLine": "true"} if self.multiline else dict(self.options)
 
 
 class FeatureSpec(SpecModel):

@@ -60,10 +60,10 @@ def read_source(spark, source: str, spec: FeatureSpec):
     path = spark_uri(source)
     try:
         if spec.source.format == "csv":
-            header = spark.read.options(**spec.source.options).csv(path).columns
+            header = spark.read.options(**spec.source.spark_options).csv(path).columns
             schema = StructType([StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())])
             frame = (
-                spark.read.options(**spec.source.options)
+                spark.read.options(**spec.source.spark_options)
                 .option("mode", "PERMISSIVE")
                 .option("columnNameOfCorruptRecord", CORRUPT)
                 .schema(schema)
@@ -280,9 +280,23 @@ def _validate_partitions(spec: FeatureSpec, batches):
         reasons = list(reasons)
         raw = [json.dumps({k: v for k, v in row.items() if v is not None}) for row in source.to_dict(orient="records")]
         for i in corrupt.nonzero()[0]:
-            reasons[i] = ["malformed row: its field count does not match the header", *reasons[i]]
             raw[i] = pdf[CORRUPT].iat[i]
+            reasons[i] = [_malformed_reason(spec, raw[i]), *reasons[i]]
         yield typed.assign(reasons=reasons, raw=raw)
+
+
+def _malformed_reason(spec: FeatureSpec, record: str) -> str:
+    reason = "malformed row: its field count does not match the header"
+    quote = spec.source.options.get("quote", '"')
+    if spec.source.multiline and "\n" in record:
+        # multiLine reads on to the next quote: an unclosed one takes the rows after it into this record.
+        reason += f"; it spans {record.count(chr(10)) + 1} lines: an unclosed quote may have taken in the rows after it"
+    elif not spec.source.multiline and quote and record.count(quote) % 2:
+        # An odd number of quotes: the line ends inside a quoted field, i.e. the field holds a line break.
+        reason += (
+            "; a quoted field is not closed on its line (if quoted fields hold line breaks, set source.multiline: true)"
+        )
+    return reason
 
 
 def _transform_partitions(transform: FittedTransform, batches):
