@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the live test cluster's binaries from Go modules into .cache/bin, cached by fingerprint.
 #
-#   scripts/cluster-tools.sh cluster   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+#   scripts/cluster-tools.sh cluster   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
 #   scripts/cluster-tools.sh pulumi    the Pulumi CLI, a Python language host, the Kubernetes provider
 #   scripts/cluster-tools.sh all       both
 #
@@ -50,17 +50,18 @@ cluster() {
   kube=$(module_version kubernetes k8s.io/kubernetes)
   local minor=${kube#v1.}
   minor=${minor%%.*}
-  build kubernetes kube-apiserver kube-controller-manager kube-scheduler -- -o "$BIN/" \
+  build kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl -- -o "$BIN/" \
     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$kube -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
   build etcd etcd -- -o "$BIN/etcd" -ldflags "-s -w" .
   build kwok kwok -- -o "$BIN/kwok" -ldflags "-s -w" sigs.k8s.io/kwok/cmd/kwok
   # kwok's node and pod lifecycles ship as Stage objects in its module, not in the binary.
   local kwok_dir
   kwok_dir=$(module_dir kwok sigs.k8s.io/kwok)
   rm -rf "$STAGES" && mkdir -p "$STAGES"
-  cp "$kwok_dir"/kustomize/stage/node/fast/*.yaml "$kwok_dir"/kustomize/stage/pod/fast/*.yaml "$STAGES/"
-  chmod u+w "$STAGES"/*.yaml
+  for stage in "$kwok_dir"/kustomize/stage/{node,pod,volume}/fast/*.yaml; do
+    [[ $(basename "$stage") == kustomization.yaml ]] || install -m 0644 "$stage" "$STAGES/"
+  done
 }
 
 pulumi() {
@@ -97,6 +98,6 @@ need python3 "Install Python 3."
 case "${1:-all}" in
   cluster) cluster ;;
   pulumi) pulumi ;;
-  all) cluster && pulumi ;;
+  all) cluster; pulumi ;;
   *) echo "usage: $0 [cluster|pulumi|all]" >&2 && exit 2 ;;
 esac
