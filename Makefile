@@ -5,13 +5,14 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 STACK ?= local
+CLUSTER_STACK ?= sim
 INFRA := .venv/infra/bin
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(INFRA):$(PATH)
 # Pulumi state stays in this checkout unless you point PULUMI_BACKEND_URL elsewhere (s3://, gs://, azblob://, Pulumi Cloud).
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-slow lint fmt demo bench lock validate doctor preview up destroy
+.PHONY: help setup cluster-tools cluster cluster-down images test test-slow lint fmt demo bench lock validate doctor preview up destroy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,17 +20,40 @@ help: ## list the targets
 setup: ## install everything tests and the demo need (pinned, cached; reruns take seconds)
 	@scripts/setup.sh
 
+cluster-tools: ## build the live cluster's control plane, kwok and (for the tests) Pulumi from Go modules (~40 min once, cached)
+	@scripts/cluster-tools.sh all
+
+cluster: setup ## start a live control plane on this machine, the node pools of CLUSTER_STACK (default sim) simulated by kwok
+	@scripts/cluster-tools.sh cluster
+	.venv/infra/bin/python -m infra.simcluster up $(CLUSTER_STACK)
+
+cluster-down: ## stop the live control plane started by `make cluster` and delete its files
+	.venv/infra/bin/python -m infra.simcluster down
+
+# The kit's own images: each workloads/<name>/Dockerfile, tagged as the platform references them.
+IMAGES := features training serving mlflow
+images: ## build the kit's images with Docker and push them to REGISTRY (KIND_CLUSTER=name loads them into kind instead)
+	@[ -n "$(REGISTRY)" ] || { echo "make images: set REGISTRY, the registry in your stack's mlkit:images (e.g. REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlkit)" >&2; exit 2; }
+	@command -v docker >/dev/null || { echo "make images: Docker is not installed (https://docs.docker.com/engine/install/)" >&2; exit 1; }
+	@tag=$$(.venv/infra/bin/python -c 'from infra import versions; print(versions.KIT_IMAGE_TAG)'); \
+	for image in $(IMAGES); do \
+	  ref=$(REGISTRY)/mlkit-$$image:$$tag; \
+	  echo "==> $$ref"; \
+	  docker build -t $$ref -f workloads/$$image/Dockerfile $$( [ $$image = mlflow ] && echo workloads/mlflow || echo . ); \
+	  if [ -n "$(KIND_CLUSTER)" ]; then kind load docker-image $$ref --name $(KIND_CLUSTER); else docker push $$ref; fi; \
+	done
+
 # Seldon's microservice binds 0.0.0.0: its tests run in a private network namespace (loopback only).
 CONFINED := scripts/confined
 
 # Each environment runs the tests of the code it ships (their dependencies conflict).
-test: setup ## run the test suite (the slow end-to-end tests excluded)
-	.venv/infra/bin/pytest -m "not slow" tests/infra tests/charts $(PYTEST_ARGS)
+test: setup cluster-tools ## run the test suite (the slow end-to-end tests excluded)
+	.venv/infra/bin/pytest -m "not slow" tests/infra tests/charts tests/live $(PYTEST_ARGS)
 	.venv/workloads/bin/pytest -m "not slow" tests/workloads $(PYTEST_ARGS)
 	$(CONFINED) .venv/serving/bin/pytest -m "not slow" tests/serving $(PYTEST_ARGS)
 
-test-slow: setup ## run only the slow end-to-end and load tests
-	.venv/infra/bin/pytest -m slow tests/infra tests/charts $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none collected
+test-slow: setup cluster-tools ## run only the slow end-to-end and load tests
+	.venv/infra/bin/pytest -m slow tests/infra tests/charts tests/live $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none collected
 	.venv/workloads/bin/pytest -m slow tests/workloads $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(CONFINED) .venv/serving/bin/pytest -m slow tests/serving $(PYTEST_ARGS) || [ $$? -eq 5 ]
 

@@ -240,6 +240,63 @@ class Platform(ConfigModel):
     monitoring: Monitoring = Monitoring()
 
 
+# --- where charts and images come from ---------------------------------------------------
+
+
+def _project_path(value: str) -> Path:
+    # Relative paths are relative to the project root (where Pulumi.yaml is), wherever a command runs.
+    from infra.stack import REPO_ROOT
+
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+ProjectPath = Annotated[str, AfterValidator(lambda v: str(_project_path(v)))]
+
+
+class ChartSource(ConfigModel):
+    """Where the third-party charts and the Kubeflow Pipelines manifests come from.
+
+    Unset: each project's public repository (and GitHub for KFP). For clusters without internet
+    egress, point at a directory of charts (``<directory>/<chart>/Chart.yaml``) or an OCI registry
+    holding them at the pinned versions, and at a local copy of KFP's ``manifests/kustomize``;
+    ``mirrors`` maps the remote kustomize bases that copy references to local directories.
+    """
+
+    directory: ProjectPath | None = Field(None, description="a directory holding one directory per chart")
+    oci_registry: str | None = Field(
+        None, pattern=r"^oci://[^\s/]+(/[^\s]*)?$", description="e.g. oci://registry.internal/charts"
+    )
+    kfp_manifests: ProjectPath | None = Field(
+        None, description="a local copy of kubeflow/pipelines manifests/kustomize at the pinned tag"
+    )
+    mirrors: dict[str, ProjectPath] = Field(
+        default_factory=dict, description="remote kustomize base URL prefix -> local directory"
+    )
+
+    @model_validator(mode="after")
+    def _one_chart_source(self) -> ChartSource:
+        if self.directory and self.oci_registry:
+            raise ValueError("set directory or ociRegistry, not both: each chart must have one source")
+        return self
+
+
+class Images(ConfigModel):
+    """The registry holding the images the kit builds (`make images REGISTRY=...` pushes them)."""
+
+    registry: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
+        description="e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlkit; required where a kit image runs",
+    )
+    tag: str = Field(versions.KIT_IMAGE_TAG, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+    def image(self, name: str) -> str:
+        """The reference of one kit image, e.g. registry/mlkit-mlflow:3.17.0-1."""
+        assert self.registry, "validation requires a registry where a kit image runs"
+        return f"{self.registry}/{name}:{self.tag}"
+
+
 # --- teams -----------------------------------------------------------------------------
 
 
@@ -286,10 +343,16 @@ class TargetConfig(ConfigModel):
     provisions_nodes: ClassVar[bool] = True
     # Tools `pulumi up` needs on this target beyond pulumi/kubectl/helm, e.g. ("aws",).
     required_tools: ClassVar[tuple[str, ...]] = ()
+    # Charts this target installs itself (name -> pinned version), besides the platform's.
+    charts: ClassVar[dict[str, str]] = {}
 
     def provision(self, name: str, stack, opts=None):
         """Create this target's resources; returns its ClusterTarget. Imports the cloud SDK only here."""
         raise NotImplementedError(f"{type(self).__name__} does not provision anything yet")
+
+    def preflight_problems(self) -> list[str]:
+        """Why `pulumi up` would fail half way on this target, checked before anything is created."""
+        return []
 
     def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
         """Why `pulumi up` would find no credentials for this target, or None. Looks, never calls out."""

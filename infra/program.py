@@ -9,7 +9,8 @@ from __future__ import annotations
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env
 
-from infra.components.platform import build_platform
+from infra.components.platform import build_platform, charts_needed
+from infra.sources import Sources
 from infra.stack import StackConfig, StackConfigError, load_pulumi_config
 
 
@@ -21,6 +22,16 @@ def load_config() -> StackConfig:
     except StackConfigError as e:
         # RunError prints its message without a Python stack trace.
         raise pulumi.RunError(str(e)) from None
+
+
+def preflight(config: StackConfig) -> None:
+    """Fail before any resource exists when the cluster or an offline chart source lacks something."""
+    kfp = config.platform.kubeflow_pipelines
+    problems = Sources(config.charts).problems(charts_needed(config), kfp.version if kfp.enabled else None)
+    problems += config.cluster.preflight_problems()
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise pulumi.RunError(f"stack {pulumi.get_stack()} cannot be deployed:\n{lines}")
 
 
 def build(config: StackConfig) -> dict[str, object]:
@@ -47,5 +58,7 @@ def build(config: StackConfig) -> dict[str, object]:
 
 
 def main() -> None:
-    for name, value in build(load_config()).items():
+    config = load_config()
+    preflight(config)
+    for name, value in build(config).items():
         pulumi.export(name, value)

@@ -18,7 +18,17 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from infra.clouds import TARGETS, AwsConfig, AzureConfig, ExistingConfig, GcpConfig, KindConfig
-from infra.config import ConfigModel, Kubernetes, NodePool, ObjectStorage, Platform, TargetConfig, Team
+from infra.config import (
+    ChartSource,
+    ConfigModel,
+    Images,
+    Kubernetes,
+    NodePool,
+    ObjectStorage,
+    Platform,
+    TargetConfig,
+    Team,
+)
 
 PROJECT = "mlkit"  # the Pulumi project name, and so the config namespace: `mlkit:target`
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +107,8 @@ class StackConfig(ConfigModel):
     storage: ObjectStorage
     platform: Platform = Platform()
     teams: list[Team] = Field(default_factory=list)
+    charts: ChartSource = ChartSource()
+    images: Images = Images()
     aws: AwsConfig | None = None
     gcp: GcpConfig | None = None
     azure: AzureConfig | None = None
@@ -112,7 +124,12 @@ class StackConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> StackConfig:
-        problems = list(self._target_problems()) + list(self._name_problems()) + list(self._gpu_quota_problems())
+        problems = [
+            *self._target_problems(),
+            *self._name_problems(),
+            *self._gpu_quota_problems(),
+            *self._image_problems(),
+        ]
         if problems:
             raise _CrossFieldProblems(problems)
         return self
@@ -159,6 +176,14 @@ class StackConfig(ConfigModel):
                     ("teams", i, "quotas", "gpu"),
                     f"is {team.quotas.gpu}, but no node pool has GPUs; add a GPU pool or set 0",
                 )
+
+    def _image_problems(self):
+        if self.platform.mlflow.enabled and not self.images.registry:
+            yield (
+                ("images", "registry"),
+                "is required while platform.mlflow is enabled: the tracking server runs the kit's MLflow image "
+                "(workloads/mlflow/Dockerfile); build and push it with `make images REGISTRY=<registry>`",
+            )
 
 
 # --- loading -----------------------------------------------------------------------------------

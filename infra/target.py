@@ -103,6 +103,9 @@ class ClusterTarget(ABC):
     gpu: GpuScheduling
     storage_class: str
     node_pools: list[NodePool]
+    # False where nodes are simulated (kwok): no pod really runs, so an admission webhook served by a
+    # platform pod would never answer and block what it guards; components leave such webhooks out.
+    pods_run: bool = True
 
     @abstractmethod
     def bind(self, service_account: str, namespace: str, prefix: str, access: Access = "readwrite") -> IdentityBinding:

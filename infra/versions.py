@@ -9,13 +9,15 @@ KUBERNETES = "1.34"
 # Platform components (Helm chart versions unless noted).
 NVIDIA_DEVICE_PLUGIN = "0.17.4"
 SPARK_OPERATOR = "2.3.0"
-KUBEFLOW_PIPELINES = "2.5.0"  # upstream kustomize manifests, git tag
+KUBEFLOW_PIPELINES = "2.17.0"  # upstream kustomize manifests, git tag; SeaweedFS object store (no MinIO)
 SELDON_CORE = "1.17.1"  # last Apache-2.0 release; newer ones are BSL 1.1
 MLFLOW = "3.17.0"  # server image tag
 KUBE_PROMETHEUS_STACK = "79.5.0"
 
-# Images the platform runs (tags, pinned).
-MLFLOW_IMAGE = f"ghcr.io/example/mlkit-mlflow:{MLFLOW}"  # built from workloads/mlflow/Dockerfile
+# Images the platform runs (tags, pinned). The kit's own images (workloads/*/Dockerfile) are built
+# and pushed by `make images REGISTRY=...` to the registry in the stack's `mlkit:images`.
+KIT_IMAGE_TAG = "0.1.0"  # the kit release the images are built from
+MLFLOW_IMAGE = "mlkit-mlflow"  # workloads/mlflow/Dockerfile
 POSTGRES_IMAGE = "postgres:17.6"
 
 # Where each chart comes from.
@@ -24,8 +26,11 @@ CHART_REPOS = {
     "spark-operator": "https://kubeflow.github.io/spark-operator",
     "seldon-core-operator": "https://storage.googleapis.com/seldon-charts",
     "kube-prometheus-stack": "https://prometheus-community.github.io/helm-charts",
+    "cluster-autoscaler": "https://kubernetes.github.io/autoscaler",
+    "seaweedfs": "https://seaweedfs.github.io/seaweedfs/helm",
 }
 KFP_MANIFESTS = "https://github.com/kubeflow/pipelines/manifests/kustomize/{path}?ref={version}"
+KFP_PATHS = ("cluster-scoped-resources", "env/platform-agnostic")
 
 # Target-specific add-ons.
 CLUSTER_AUTOSCALER_CHART = "9.50.1"  # kubernetes/autoscaler chart, AWS

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from infra import versions
 from infra.config import Cidr, TargetConfig
+from infra.sources import Sources
 from infra.target import (
     Access,
     ClusterTarget,
@@ -42,6 +43,7 @@ class AwsConfig(TargetConfig):
         "h200": r"p5e[n]?\.",
     }
     required_tools: ClassVar[tuple[str, ...]] = ("aws",)
+    charts: ClassVar[dict[str, str]] = {"cluster-autoscaler": versions.CLUSTER_AUTOSCALER_CHART}
 
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     availability_zones: list[str] = Field(min_length=2, description="at least two, for the private subnets")
@@ -165,7 +167,7 @@ class AwsCluster(pulumi.ComponentResource, ClusterTarget):
         import pulumi_aws as aws
         import pulumi_kubernetes as k8s
 
-        self.name, self._aws = name, aws
+        self.name, self._aws, self._sources = name, aws, Sources(stack.charts)
         cfg: AwsConfig = stack.aws
         self.node_pools = stack.node_pools
         provider = aws.Provider(
@@ -474,9 +476,7 @@ class AwsCluster(pulumi.ComponentResource, ClusterTarget):
         )
         k8s.helm.v3.Release(
             f"{name}-cluster-autoscaler",
-            chart="cluster-autoscaler",
-            version=versions.CLUSTER_AUTOSCALER_CHART,
-            repository_opts={"repo": "https://kubernetes.github.io/autoscaler"},
+            **self._sources.chart("cluster-autoscaler", versions.CLUSTER_AUTOSCALER_CHART),
             namespace="kube-system",
             values={
                 "autoDiscovery": {"clusterName": self.cluster.name},

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -11,7 +14,7 @@ import pulumi
 import yaml
 from pydantic import Field, HttpUrl
 
-from infra.config import ConfigModel, Secret, TargetConfig
+from infra.config import ConfigModel, ProjectPath, Secret, TargetConfig
 from infra.target import Access, ClusterTarget, IdentityBinding, ObjectStore, gpu_scheduling, prefix_of
 
 
@@ -35,12 +38,20 @@ class ExistingConfig(TargetConfig):
     }
     provisions_nodes: ClassVar[bool] = False
 
-    kubeconfig: str | None = Field(None, description="path to a kubeconfig; unset uses KUBECONFIG or ~/.kube/config")
+    kubeconfig: ProjectPath | None = Field(
+        None,
+        description="path to a kubeconfig (relative: to the project root); unset uses KUBECONFIG or ~/.kube/config",
+    )
     context: str = Field(min_length=1)
     object_store: ExistingObjectStore
     storage_class: str = Field("standard", description="the cluster's storage class for platform volumes")
     gpu_device_plugin_managed: bool = Field(
         False, description="true where the NVIDIA GPU operator or device plugin already runs"
+    )
+    simulated: bool = Field(
+        False,
+        description="true for a cluster whose nodes kwok simulates (`make cluster`): no pod runs, "
+        "so the platform's admission webhooks are left out",
     )
 
     def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
@@ -64,6 +75,9 @@ class ExistingConfig(TargetConfig):
             )
         return None
 
+    def preflight_problems(self) -> list[str]:
+        return cluster_problems(self.kubeconfig, self.context)
+
     def provision(self, name: str, stack, opts=None):
         return ExistingCluster(name, stack, opts)
 
@@ -77,7 +91,9 @@ class ExistingCluster(pulumi.ComponentResource, ClusterTarget):
 
         cfg: ExistingConfig = stack.existing
         self.name, self.node_pools, self._store = name, stack.node_pools, cfg.object_store
-        kubeconfig = Path(cfg.kubeconfig).expanduser().read_text() if cfg.kubeconfig else None
+        # The path, not its contents: new credentials in the same file (a rotated certificate, a restarted
+        # test cluster) must not read as a new cluster and replace everything on it.
+        kubeconfig = cfg.kubeconfig
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=kubeconfig, context=cfg.context, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -91,6 +107,7 @@ class ExistingCluster(pulumi.ComponentResource, ClusterTarget):
         )
         self.gpu = gpu_scheduling(stack.node_pools, device_plugin_managed=cfg.gpu_device_plugin_managed)
         self.storage_class = cfg.storage_class
+        self.pods_run = not cfg.simulated
         self.register_outputs({"context": cfg.context})
 
     def bind(self, service_account: str, namespace: str, prefix: str, access: Access = "readwrite") -> IdentityBinding:
@@ -117,6 +134,54 @@ class ExistingCluster(pulumi.ComponentResource, ClusterTarget):
             conf["fs.s3a.endpoint"] = self.object_store.endpoint
             conf["fs.s3a.aws.credentials.provider"] = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
         return conf
+
+
+# What the platform creates; a cluster serving none of one of these cannot run it.
+REQUIRED_APIS = (
+    "v1",
+    "apps/v1",
+    "batch/v1",
+    "policy/v1",
+    "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io/v1",
+    "storage.k8s.io/v1",
+    "apiextensions.k8s.io/v1",
+    "admissionregistration.k8s.io/v1",
+)
+OLDEST_MINOR = 30
+
+
+def cluster_problems(kubeconfig: str | None, context: str) -> list[str]:
+    """Why the platform cannot go onto this cluster (unreachable, too old, API groups missing), or []."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        return ["kubectl is not on PATH: it checks the existing cluster before anything is created (`mlkit doctor`)"]
+    where = f"kubeconfig context {context!r}" + (f" in {kubeconfig}" if kubeconfig else "")
+    base = [kubectl, f"--context={context}", "--request-timeout=10s"]
+    if kubeconfig:
+        base.append(f"--kubeconfig={Path(kubeconfig).expanduser()}")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+
+    version = run("get", "--raw", "/version")
+    if version.returncode:
+        reason = (version.stderr.strip().splitlines() or ["no answer"])[-1]
+        return [f"cannot reach the cluster of {where}: {reason}"]
+    problems = []
+    minor = int("".join(c for c in json.loads(version.stdout).get("minor", "0") if c.isdigit()) or 0)
+    if minor < OLDEST_MINOR:
+        problems.append(
+            f"the cluster of {where} runs Kubernetes 1.{minor}; the platform needs 1.{OLDEST_MINOR} or later"
+        )
+    served = set(run("api-versions").stdout.split())
+    problems += missing_apis(served, where)
+    return problems
+
+
+def missing_apis(served: set[str], where: str) -> list[str]:
+    missing = [api for api in REQUIRED_APIS if api not in served]
+    return [f"the cluster of {where} does not serve {', '.join(missing)}, which the platform needs"] if missing else []
 
 
 def _plain(secret) -> str:

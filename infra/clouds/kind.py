@@ -19,6 +19,7 @@ from pydantic import Field
 
 from infra import versions
 from infra.config import DnsLabel, NodePool, TargetConfig
+from infra.sources import Sources
 from infra.target import (
     Access,
     ClusterTarget,
@@ -37,6 +38,7 @@ class KindConfig(TargetConfig):
     # The control-plane node runs system pods, and workers are containers, not machines.
     provisions_nodes: ClassVar[bool] = False
     required_tools: ClassVar[tuple[str, ...]] = ("docker", "kind")
+    charts: ClassVar[dict[str, str]] = {"seaweedfs": versions.SEAWEEDFS_CHART}
 
     cluster_name: DnsLabel = "mlkit"
     node_image: str = Field("kindest/node:v1.34.0", description="pins the Kubernetes version of the nodes")
@@ -109,6 +111,7 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
 
         cfg: KindConfig = stack.kind
         self.name, self.node_pools, self._bucket = name, stack.node_pools, stack.storage.bucket
+        self._sources = Sources(stack.charts)
         child = pulumi.ResourceOptions(parent=self)
         config_file = kind_config(cfg, stack.node_pools)
         cluster = command.local.Command(
@@ -190,9 +193,7 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
         k8s.helm.v3.Release(
             f"{self.name}-seaweedfs",
             name="seaweedfs",
-            chart="seaweedfs",
-            version=versions.SEAWEEDFS_CHART,
-            repository_opts={"repo": "https://seaweedfs.github.io/seaweedfs/helm"},
+            **self._sources.chart("seaweedfs", versions.SEAWEEDFS_CHART),
             namespace=STORE_NAMESPACE,
             values={
                 "master": {"replicas": 1},

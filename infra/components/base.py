@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import versions
+from infra.config import ChartSource
+from infra.sources import Sources
 from infra.target import ClusterTarget
 
 PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
@@ -14,9 +15,17 @@ PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
 class PlatformComponent(pulumi.ComponentResource):
     """A component over the contract: children get the cluster's provider and this component as parent."""
 
-    def __init__(self, kind: str, name: str, target: ClusterTarget, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        target: ClusterTarget,
+        opts: pulumi.ResourceOptions | None = None,
+        sources: Sources | None = None,
+    ):
         super().__init__(f"mlkit:platform:{kind}", name, None, opts)
         self.name, self.target = name, target
+        self.sources = sources or Sources(ChartSource())
         self.k8s_opts = pulumi.ResourceOptions(parent=self, provider=target.provider)
 
     def opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -38,13 +47,11 @@ class PlatformComponent(pulumi.ComponentResource):
         values: dict,
         *depends_on: pulumi.Resource,
     ) -> k8s.helm.v3.Release:
-        """A Helm release from the chart's upstream repository, at a pinned version."""
+        """A Helm release of a pinned chart version, from the stack's chart source."""
         return k8s.helm.v3.Release(
             f"{self.name}-{key}",
             name=key,
-            chart=chart,
-            version=version,
-            repository_opts={"repo": versions.CHART_REPOS[chart]},
+            **self.sources.chart(chart, version),
             namespace=namespace,
             values=values,
             opts=self.opts(*depends_on),
@@ -59,14 +66,18 @@ def bound_service_account(
     prefix: str,
     *depends_on: pulumi.Resource,
     access="readwrite",
+    created_elsewhere: bool = False,
 ):
     """A ServiceAccount bound by the target to ``prefix`` of the platform bucket; its Secret of keys where the target uses keys.
 
     Returns (service account, binding). Pods running as it add ``binding.pod_labels``, and
     ``envFrom`` the Secret ``<name>-object-store`` when ``binding.credentials`` is set.
+    ``created_elsewhere``: the account comes with another install (``depends_on`` it); it is patched,
+    since creating it again fails with AlreadyExists.
     """
     binding = component.target.bind(name, namespace if isinstance(namespace, str) else key, prefix, access)
-    account = k8s.core.v1.ServiceAccount(
+    kind = k8s.core.v1.ServiceAccountPatch if created_elsewhere else k8s.core.v1.ServiceAccount
+    account = kind(
         f"{component.name}-{key}-sa",
         metadata={"name": name, "namespace": namespace, "annotations": binding.annotations, "labels": PART_OF},
         opts=component.opts(*depends_on, *binding.resources),

@@ -8,8 +8,8 @@ from infra.target import GPU_NODE_LABEL, ClusterTarget
 
 
 class GpuDevicePlugin(PlatformComponent):
-    def __init__(self, name: str, target: ClusterTarget, config: GpuPlugin, opts=None):
-        super().__init__("GpuDevicePlugin", name, target, opts)
+    def __init__(self, name: str, target: ClusterTarget, config: GpuPlugin, opts=None, sources=None):
+        super().__init__("GpuDevicePlugin", name, target, opts, sources)
         self.plugin = None
         if config.enabled and target.gpu.has_gpu_nodes and not target.gpu.device_plugin_managed:
             namespace = self.namespace("nvidia-device-plugin")

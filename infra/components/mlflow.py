@@ -18,6 +18,15 @@ from infra.target import ClusterTarget
 NAMESPACE = "mlflow"
 PORT = 5000
 ARTIFACT_PREFIX = "mlflow"
+# The in-cluster names clients reach the server by, and a port-forward's localhost.
+ALLOWED_HOSTS = (
+    f"mlflow.{NAMESPACE}.svc.cluster.local:{PORT}",
+    f"mlflow.{NAMESPACE}.svc:{PORT}",
+    f"mlflow.{NAMESPACE}:{PORT}",
+    f"mlflow:{PORT}",
+    f"localhost:{PORT}",
+    f"127.0.0.1:{PORT}",
+)
 RESTRICTED = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -27,7 +36,7 @@ RESTRICTED = {
 
 
 class Mlflow(PlatformComponent):
-    def __init__(self, name: str, target: ClusterTarget, config: MlflowConfig, opts=None):
+    def __init__(self, name: str, target: ClusterTarget, config: MlflowConfig, image: str, opts=None):
         super().__init__("Mlflow", name, target, opts)
         namespace = self.namespace(NAMESPACE)
         database_url = self._database(config, namespace)
@@ -63,7 +72,7 @@ class Mlflow(PlatformComponent):
                         "containers": [
                             {
                                 "name": "mlflow",
-                                "image": versions.MLFLOW_IMAGE,
+                                "image": image,
                                 "args": [
                                     "mlflow",
                                     "server",
@@ -76,6 +85,9 @@ class Mlflow(PlatformComponent):
                                     "--serve-artifacts",
                                     "--artifacts-destination",
                                     self.artifacts,
+                                    # MLflow 3 answers 403 to a Host it does not know (its /health stays 200).
+                                    "--allowed-hosts",
+                                    ",".join(ALLOWED_HOSTS),
                                 ],
                                 "ports": [{"name": "http", "containerPort": PORT}],
                                 "env": env,

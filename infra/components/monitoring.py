@@ -13,8 +13,8 @@ DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
 
 class Monitoring(PlatformComponent):
-    def __init__(self, name: str, target: ClusterTarget, config: MonitoringConfig, opts=None):
-        super().__init__("Monitoring", name, target, opts)
+    def __init__(self, name: str, target: ClusterTarget, config: MonitoringConfig, opts=None, sources=None):
+        super().__init__("Monitoring", name, target, opts, sources)
         namespace = self.namespace(NAMESPACE)
         everything = {
             f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")
@@ -40,6 +40,8 @@ class Monitoring(PlatformComponent):
                         },
                     }
                 },
+                # The operator's webhook (failurePolicy: Fail on PrometheusRules) is served by its pod.
+                "prometheusOperator": {"admissionWebhooks": {"enabled": target.pods_run}},
                 "grafana": {
                     "sidecar": {
                         "dashboards": {

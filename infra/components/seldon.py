@@ -10,8 +10,8 @@ NAMESPACE = "seldon-system"
 
 
 class SeldonCore(PlatformComponent):
-    def __init__(self, name: str, target: ClusterTarget, config: SeldonCoreConfig, opts=None):
-        super().__init__("SeldonCore", name, target, opts)
+    def __init__(self, name: str, target: ClusterTarget, config: SeldonCoreConfig, opts=None, sources=None):
+        super().__init__("SeldonCore", name, target, opts, sources)
         # The config schema refuses a BSL-licensed version unless acceptLicense says BSL-1.1.
         namespace = self.namespace(NAMESPACE)
         self.operator = self.release(
@@ -24,7 +24,9 @@ class SeldonCore(PlatformComponent):
                 "istio": {"enabled": False},
                 "ambassador": {"enabled": False},
                 "crd": {"create": True},
-                "executor": {"enabled": True},
+                # The chart's validating webhook (failurePolicy: Fail) is served by the operator pod;
+                # where no pod runs, the operator is left to create it, so SeldonDeployments are admitted.
+                "managerCreateResources": not target.pods_run,
             },
             namespace,
         )

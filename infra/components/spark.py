@@ -19,9 +19,18 @@ HADOOP_CONFIGMAP = "mlkit-feature-store-hadoop"  # charts/feature-job's default 
 
 class SparkOperator(PlatformComponent):
     def __init__(
-        self, name: str, target: ClusterTarget, config: SparkOperatorConfig, job_namespaces: list[str], opts=None
+        self,
+        name: str,
+        target: ClusterTarget,
+        config: SparkOperatorConfig,
+        job_namespaces: list[k8s.core.v1.Namespace],
+        monitoring: pulumi.Resource | None = None,
+        opts=None,
+        sources=None,
     ):
-        super().__init__("SparkOperator", name, target, opts)
+        """``job_namespaces``: the team namespaces it watches (the chart needs them to exist);
+        ``monitoring``: the release bringing the PodMonitor CRD, without which the chart refuses a PodMonitor."""
+        super().__init__("SparkOperator", name, target, opts, sources)
         namespace = self.namespace(NAMESPACE)
         self.operator = self.release(
             "spark-operator",
@@ -30,14 +39,21 @@ class SparkOperator(PlatformComponent):
             namespace.metadata.name,
             {
                 "spark": {
-                    "jobNamespaces": job_namespaces,
+                    # Never empty: an empty list makes the operator watch every namespace, cluster-wide.
+                    "jobNamespaces": [ns.metadata.name for ns in job_namespaces] or [NAMESPACE],
                     "serviceAccount": {"create": False},
                     "rbac": {"create": False},
                 },
-                "webhook": {"enable": True},
-                "prometheus": {"metrics": {"enable": True}, "podMonitor": {"create": True, "labels": {}}},
+                # Its mutating webhook sets pod fields; served by the operator pod, so only where pods run.
+                "webhook": {"enable": target.pods_run},
+                "prometheus": {
+                    "metrics": {"enable": True},
+                    "podMonitor": {"create": monitoring is not None, "labels": {}},
+                },
             },
             namespace,
+            *job_namespaces,
+            *([monitoring] if monitoring else []),
         )
         self.register_outputs({})
 

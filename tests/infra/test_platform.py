@@ -9,6 +9,7 @@ import pytest
 
 from infra import manifests, versions
 from infra.components.platform import build_platform
+from infra.config import Platform
 from infra.stack import StackConfigError, parse_stack
 from tests.infra.pulumi_mocks import Recorder, deploy, unsecret
 from tests.infra.test_clouds import STACKS, config_of
@@ -81,6 +82,30 @@ def test_charts_are_pinned_to_the_versions_in_one_place(stack):
         assert found[chart]["repositoryOpts"]["repo"] == versions.CHART_REPOS[chart]
 
 
+def test_spark_operator_comes_after_the_podmonitor_crd_and_the_namespaces_it_watches(stack):
+    """The chart `fail`s without the PodMonitor API, and needs its job namespaces to exist."""
+    _, mocks = stack
+    waits_for = mocks.depends_on["mlkit-spark-spark-operator"]
+    assert "mlkit-monitoring-kube-prometheus-stack" in waits_for
+    assert {f"mlkit-team-{t.name}-ns-{t.name}" for t in config_of(stack[0]).teams} <= waits_for
+    values = releases(mocks)["spark-operator"]["values"]
+    assert values["spark"]["jobNamespaces"] == [t.name for t in config_of(stack[0]).teams]
+
+
+def test_spark_operator_without_monitoring_creates_no_podmonitor():
+    config = config_of("onprem").model_copy(update={"platform": Platform(monitoring={"enabled": False})})
+    mocks = platform_of(config)
+    values = releases(mocks)["spark-operator"]["values"]
+    assert values["prometheus"]["podMonitor"]["create"] is False
+    assert "kube-prometheus-stack" not in releases(mocks)
+
+
+def test_seldon_values_are_keys_chart_1_17_1_has(stack):
+    values = releases(stack[1])["seldon-core-operator"]["values"]
+    assert "executor" not in values  # `executor.enabled` was removed in 1.6; a dead key is silently ignored
+    assert values["managerCreateResources"] is False  # the chart creates the webhook where pods run
+
+
 def test_monitoring_selects_every_monitor_and_loads_labelled_dashboards(stack):
     values = releases(stack[1])["kube-prometheus-stack"]["values"]
     spec = values["prometheus"]["prometheusSpec"]
@@ -132,12 +157,17 @@ def test_cloud_pipeline_root_is_the_platform_bucket_through_workload_identity(na
         "kubeflow",
         root,
     )
-    runner = next(
+    # KFP's own manifests create the runner account: it is patched with the identity, never created
+    # again (a second create fails the first `pulumi up` with AlreadyExists).
+    assert not [
         r
         for r in mocks.of_type("kubernetes:core/v1:ServiceAccount")
         if r.inputs["metadata"]["name"] == "pipeline-runner"
-    )
+    ]
+    runner = mocks.one("kubernetes:core/v1:ServiceAccountPatch")
+    assert runner.inputs["metadata"]["name"] == "pipeline-runner"
     assert runner.inputs["metadata"]["annotations"]  # a cloud identity, not keys
+    assert "mlkit-pipelines-install" in mocks.depends_on[runner.name]
     assert not [
         s
         for s in mocks.of_type("kubernetes:core/v1:Secret")
@@ -199,7 +229,12 @@ def test_mlflow_keeps_artifacts_in_the_bucket_and_runs_in_cluster_postgres_by_de
     container = server["spec"]["template"]["spec"]["containers"][0]
     destination = container["args"][container["args"].index("--artifacts-destination") + 1]
     assert destination.endswith("/mlflow") and "--serve-artifacts" in container["args"]
-    assert container["image"] == versions.MLFLOW_IMAGE
+    registry = config_of(name).images.registry
+    assert container["image"] == f"{registry}/{versions.MLFLOW_IMAGE}:{versions.KIT_IMAGE_TAG}"
+    assert "example" not in container["image"]  # no placeholder registry nobody publishes to
+    # MLflow 3 answers 403 to a Host it does not allow: every in-cluster name clients use is allowed.
+    hosts = container["args"][container["args"].index("--allowed-hosts") + 1].split(",")
+    assert {"mlflow.mlflow.svc.cluster.local:5000", "mlflow.mlflow:5000", "mlflow:5000"} <= set(hosts)
     assert [r.inputs["metadata"]["name"] for r in mocks.of_type("kubernetes:apps/v1:StatefulSet")] == [
         "mlflow-postgres"
     ]
