@@ -23,11 +23,25 @@ def problems(values: dict, decrypted: bool = False) -> list[str]:
 
 
 def test_safe_defaults():
-    config = parse_stack({"target": "kind", "kind": {}, "storage": {"bucket": "b-1"}}, "test", decrypted=False)
+    config = parse_stack(
+        {"target": "kind", "kind": {}, "storage": {"bucket": "b-1"}, "images": {"registry": "r.example/mlkit"}},
+        "test",
+        decrypted=False,
+    )
     assert config.storage.encryption and config.storage.block_public_access and config.storage.versioning
     assert not config.storage.force_destroy
     assert config.platform.seldon_core.version == versions.SELDON_CORE == "1.17.1"
     assert config.kubernetes.version == versions.KUBERNETES
+
+
+def test_the_kits_mlflow_image_needs_a_registry_named_in_config():
+    values = {"target": "kind", "kind": {}, "storage": {"bucket": "b-1"}}
+    assert problems(values) == [
+        "mlkit:images.registry: is required while platform.mlflow is enabled: the tracking server runs the kit's "
+        "MLflow image (workloads/mlflow/Dockerfile); build and push it with `make images REGISTRY=<registry>`"
+    ]
+    config = parse_stack({**values, "platform": {"mlflow": {"enabled": False}}}, "test", decrypted=False)
+    assert config.images.registry is None
 
 
 def test_gpu_pools_start_at_zero_and_cpu_pools_at_one():

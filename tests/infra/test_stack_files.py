@@ -8,14 +8,14 @@ from infra.stack import StackConfigError, load_stack_file, stack_names
 from tests.infra.helpers import assert_cli, run_cli
 
 BROKEN = sorted((Path(__file__).parents[1] / "stacks" / "broken").glob("*.yaml"))
-SHIPPED = {"local": "kind", "aws": "aws", "gcp": "gcp", "azure": "azure", "onprem": "existing"}
+SHIPPED = {"local": "kind", "aws": "aws", "gcp": "gcp", "azure": "azure", "onprem": "existing", "sim": "existing"}
 
 
 def expected_messages(path: Path) -> list[str]:
     return [line.removeprefix("# expect: ").rstrip("\n") for line in path.open() if line.startswith("# expect: ")]
 
 
-def test_the_five_stacks_are_shipped():
+def test_the_shipped_stacks_are_these():
     assert set(stack_names()) == set(SHIPPED)
 
 
@@ -57,7 +57,7 @@ def test_unknown_stack_name_lists_the_known_ones():
         run_cli("validate", "prod"),
         1,
         "stacks/Pulumi.prod.yaml",
-        "no such stack file (stacks here: aws, azure, gcp, local, onprem)",
+        "no such stack file (stacks here: aws, azure, gcp, local, onprem, sim)",
     )
 
 
