@@ -1,0 +1,247 @@
+"""`pulumi up` of the whole platform, for real, on a live API server with kwok-simulated CPU and GPU nodes.
+
+The real Pulumi CLI and Kubernetes provider apply the kit's program (stacks/Pulumi.sim.yaml, charts from the
+offline source); every assertion reads the live API. What the simulation cannot show: no container runs
+(kwok reports pods Running), so nothing here proves an image starts or a process serves.
+The tests run in file order on one deployment; the last ones remove a team and destroy the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from infra.simcluster import BIN
+from tests.charts.test_feature_job_chart import VALUES as FEATURE_JOB_VALUES
+from tests.live.harness import REPO, LiveStack
+
+KIT_NAMESPACES = {
+    "churn",
+    "fraud",
+    "monitoring",
+    "spark-operator",
+    "seldon-system",
+    "kubeflow",
+    "mlflow",
+    "nvidia-device-plugin",
+}
+RELEASES = {"kube-prometheus-stack", "spark-operator", "seldon-core", "nvidia-device-plugin"}
+PART_OF = "app.kubernetes.io/part-of=mlkit"
+
+
+@pytest.fixture(scope="module")
+def stack(cluster, tmp_path_factory) -> LiveStack:
+    live = LiveStack(cluster, tmp_path_factory.mktemp("pulumi"))
+    live.init()
+    live.up()
+    return live
+
+
+def kubectl(stack: LiveStack, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return stack.cluster.kubectl(*args, stdin=stdin, check=check)
+
+
+def objects(stack: LiveStack, kind: str, *args: str) -> list[dict]:
+    return json.loads(kubectl(stack, "get", kind, "-o", "json", *args).stdout)["items"]
+
+
+def helm(stack: LiveStack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "helm"), f"--kubeconfig={stack.cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+def test_every_helm_release_is_deployed(stack):
+    releases = {r["name"]: r for r in json.loads(helm(stack, "list", "-A", "-o", "json").stdout)}
+    assert set(releases) == RELEASES
+    assert {r["status"] for r in releases.values()} == {"deployed"}
+
+
+def test_every_crd_is_established(stack):
+    crds = objects(stack, "crd")
+    names = {c["metadata"]["name"] for c in crds}
+    for needed in (
+        "sparkapplications.sparkoperator.k8s.io",
+        "seldondeployments.machinelearning.seldon.io",
+        "podmonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+        "workflows.argoproj.io",
+    ):
+        assert needed in names
+    for crd in crds:
+        established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}.get("Established")
+        assert established == "True", crd["metadata"]["name"]
+
+
+def test_every_platform_workload_is_available(stack):
+    workloads = [*objects(stack, "deployments", "-A"), *objects(stack, "statefulsets", "-A")]
+    workloads = [w for w in workloads if w["metadata"]["namespace"] in KIT_NAMESPACES]
+    assert {w["metadata"]["namespace"] for w in workloads} >= {
+        "kubeflow",
+        "mlflow",
+        "monitoring",
+        "seldon-system",
+        "spark-operator",
+    }
+    for workload in workloads:
+        want = workload["spec"].get("replicas", 1)
+        assert workload["status"].get("readyReplicas", 0) == want, workload["metadata"]["name"]
+    daemonsets = [d for d in objects(stack, "daemonsets", "-A") if d["metadata"]["namespace"] in KIT_NAMESPACES]
+    assert daemonsets
+    for daemonset in daemonsets:
+        status = daemonset["status"]
+        # The plugin's MPS daemon selects nvidia.com/mps.capable nodes, none here: desired 0 is right for it.
+        assert status.get("numberReady", 0) == status["desiredNumberScheduled"], daemonset["metadata"]["name"]
+
+
+def test_the_gpu_device_plugin_runs_on_gpu_nodes_only(stack):
+    gpu_nodes = {n["metadata"]["name"] for n in objects(stack, "nodes", "-l", "mlkit.io/gpu")}
+    pods = objects(stack, "pods", "-n", "nvidia-device-plugin")
+    assert pods and {p["spec"]["nodeName"] for p in pods} == gpu_nodes
+
+
+def pod(name: str, namespace: str, gpus: int = 0, tolerate: bool = True) -> dict:
+    resources = {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
+    spec = {
+        "containers": [{"name": "main", "image": "registry.example.internal/mlkit/train:0", "resources": resources}]
+    }
+    if tolerate:
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if gpus:
+        spec["nodeSelector"] = {"mlkit.io/gpu": "t4"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def apply(stack: LiveStack, document: dict, check: bool = True) -> subprocess.CompletedProcess:
+    return kubectl(stack, "apply", "-f", "-", stdin=yaml.safe_dump(document), check=check)
+
+
+def wait_running(stack: LiveStack, namespace: str, name: str) -> dict:
+    kubectl(stack, "wait", "-n", namespace, f"pod/{name}", "--for=condition=Ready", "--timeout=60s")
+    return json.loads(kubectl(stack, "get", "-n", namespace, "pod", name, "-o", "json").stdout)
+
+
+def test_a_gpu_pod_lands_on_a_gpu_node_with_the_team_defaults(stack):
+    apply(stack, pod("train", "churn", gpus=1))
+    running = wait_running(stack, "churn", "train")
+    assert running["spec"]["nodeName"].startswith("gpu-t4-")
+    # The team's LimitRange filled in what the pod did not state, so the quota can count it.
+    assert running["spec"]["containers"][0]["resources"]["requests"]["memory"] == "256Mi"
+    kubectl(stack, "delete", "-n", "churn", "pod", "train", "--wait=false")
+
+
+def test_a_pod_without_the_gpu_toleration_never_lands_on_a_gpu_node(stack):
+    apply(stack, pod("untolerated", "churn", gpus=1, tolerate=False))
+    kubectl(stack, "wait", "-n", "churn", "pod/untolerated", "--for=condition=PodScheduled=False", "--timeout=30s")
+    kubectl(stack, "delete", "-n", "churn", "pod", "untolerated", "--wait=false")
+
+
+def test_the_real_admission_refuses_a_pod_over_the_teams_gpu_quota(stack):
+    refused = apply(stack, pod("greedy", "fraud", gpus=1), check=False)  # fraud's GPU quota is 0
+    assert refused.returncode != 0
+    assert "exceeded quota: team-quota" in refused.stderr and "requests.nvidia.com/gpu" in refused.stderr
+    over = apply(stack, pod("greedy", "churn", gpus=3), check=False)  # churn may use 2
+    assert over.returncode != 0 and "exceeded quota" in over.stderr
+
+
+@pytest.mark.parametrize(
+    ("user", "verb", "resource", "namespace", "allowed"),
+    [
+        ("alice", "create", "sparkapplications.sparkoperator.k8s.io", "churn", True),
+        ("alice", "create", "seldondeployments.machinelearning.seldon.io", "churn", True),
+        ("alice", "get", "pods", "fraud", False),
+        ("bob", "create", "sparkapplications.sparkoperator.k8s.io", "churn", False),
+        ("system:serviceaccount:churn:ml", "get", "secrets", "fraud", False),
+        ("system:serviceaccount:churn:spark", "create", "pods", "churn", True),
+        ("system:serviceaccount:churn:spark", "create", "pods", "fraud", False),
+    ],
+)
+def test_rbac_keeps_each_team_in_its_namespace(stack, user, verb, resource, namespace, allowed):
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "resourceAttributes": {
+                "verb": verb,
+                "resource": resource.split(".")[0],
+                "group": resource.partition(".")[2],
+                "namespace": namespace,
+            },
+        },
+    }
+    if user.startswith("system:serviceaccount:"):
+        review["spec"]["groups"] = ["system:serviceaccounts", f"system:serviceaccounts:{user.split(':')[2]}"]
+    answer = json.loads(kubectl(stack, "create", "-f", "-", "-o", "json", stdin=json.dumps(review)).stdout)
+    assert answer["status"]["allowed"] is allowed, answer["status"]
+
+
+def test_each_team_namespace_has_its_network_policies(stack):
+    for team in ("churn", "fraud"):
+        names = {p["metadata"]["name"] for p in objects(stack, "networkpolicies", "-n", team)}
+        assert names == {"default-deny", "same-namespace", "dns", "platform-services", "https-out", "from-platform"}
+
+
+def test_the_workload_charts_install_into_a_team_namespace_and_the_api_accepts_their_resources(stack, tmp_path):
+    values = tmp_path / "features.yaml"
+    values.write_text(yaml.safe_dump({**FEATURE_JOB_VALUES, "serviceAccount": "spark"}))
+    features = helm(
+        stack, "install", "features", str(REPO / "charts" / "feature-job"), "-n", "churn", "-f", str(values), "--wait"
+    )
+    assert features.returncode == 0, features.stderr
+    serving = helm(stack, "install", "model", str(REPO / "charts" / "model-serving"), "-n", "churn", "--wait")
+    assert serving.returncode == 0, serving.stderr
+    assert [a["metadata"]["name"] for a in objects(stack, "sparkapplications", "-n", "churn")]
+    assert [d["metadata"]["name"] for d in objects(stack, "seldondeployments", "-n", "churn")]
+    for release in ("features", "model"):
+        assert helm(stack, "uninstall", release, "-n", "churn", "--wait").returncode == 0
+
+
+def test_a_second_up_changes_nothing(stack):
+    result = stack.preview("--expect-no-changes", check=False)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_removing_a_team_removes_exactly_its_objects(stack):
+    def kit_objects() -> dict[str, str]:
+        kinds = "namespaces,resourcequotas,limitranges,rolebindings,roles,serviceaccounts,configmaps,networkpolicies"
+        found = objects(stack, kinds, "-A", "-l", PART_OF)
+        return {
+            f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o["metadata"]["uid"]
+            for o in found
+        }
+
+    before = kit_objects()
+    stack.config["mlkit:teams"] = [t for t in stack.config["mlkit:teams"] if t["name"] != "fraud"]
+    stack.up()
+    after = kit_objects()
+    removed = set(before) - set(after)
+    assert removed and all(key.split("/")[1] == "fraud" or key == "Namespace//fraud" for key in removed)
+    assert {k: before[k] for k in after} == after  # everything else is the same object, not recreated
+    assert not set(after) - set(before)
+    gone = kubectl(stack, "get", "namespace", "fraud", check=False)
+    assert gone.returncode != 0 or "Terminating" in gone.stdout
+    values = json.loads(helm(stack, "get", "values", "spark-operator", "-n", "spark-operator", "-o", "json").stdout)
+    assert values["spark"]["jobNamespaces"] == ["churn"]
+
+
+def test_destroy_leaves_no_kit_object_behind(stack):
+    stack.destroy()
+    assert stack.resources() == []
+    assert json.loads(helm(stack, "list", "-A", "-o", "json").stdout) == []
+    kinds = "deployments,statefulsets,daemonsets,services,pods,configmaps,secrets,serviceaccounts,roles,rolebindings"
+    left = objects(stack, f"{kinds},networkpolicies,resourcequotas,limitranges,podmonitors", "-A", "-l", PART_OF)
+    assert left == []
+    namespaces = {n["metadata"]["name"]: n["status"]["phase"] for n in objects(stack, "namespaces")}
+    assert all(namespaces.get(ns, "Terminating") == "Terminating" for ns in KIT_NAMESPACES)
+    cluster_roles = [
+        r["metadata"]["name"] for r in objects(stack, "clusterroles") if r["metadata"]["name"].startswith("mlkit")
+    ]
+    assert cluster_roles == []
