@@ -24,7 +24,7 @@ def tracking(trained):
 def predictions(model_uri: str) -> list[float]:
     model = FeatureModel(model_uri, request_log="")
     model.load()
-    return np.concatenate([model.predict(r, None).data.reshape(-1) for r in ROWS]).tolist()
+    return np.concatenate([model.predict(r, None).reshape(-1) for r in ROWS]).tolist()
 
 
 def test_the_microservice_serves_the_champion_from_the_registry(tracking, model_dir):

@@ -78,9 +78,9 @@ def test_workers_killed_mid_load_do_not_wedge_the_pod_nor_lose_answered_requests
     statuses = {s: sum(1 for _, t, _ in answers if t == s) for s in {t for _, t, _ in answers}}
     assert len(answers) == total, statuses  # all answered before the deadline: nothing wedged
     assert set(statuses) <= {200, 0} and statuses.get(0, 0) <= len(kills), statuses  # 0: in flight on a killed worker
-    for killed_at in kills:
-        recovered = min(at for _, status, at in answers if status == 200 and at > killed_at) - killed_at
-        assert recovered < 3, f"no answer for {recovered:.1f} s after a kill"
+    recovered = [min(at for _, status, at in answers if status == 200 and at > k) - k for k in kills]
+    print(f"\nworker kills: {len(answers)} requests, statuses {statuses}, first 200 after each kill {recovered} s")
+    assert max(recovered) < 3, f"no answer for {max(recovered):.1f} s after a kill"
     assert requests.get(f"{server.url}/health/status", timeout=5).status_code == 200
     assert len(server.processes()["workers"]) == 2  # gunicorn replaced each
     # Every answered request is in the request log: a killed worker's spool is shipped by its successor.
@@ -120,6 +120,7 @@ def test_sigterm_to_pid_1_stops_every_process_within_seconds_and_writes_the_requ
             time.sleep(0.05)
         stopped = time.monotonic() - started
         left = [p for p in tree if alive(p)]
+    print(f"\nSIGTERM to PID 1: {len(tree)} processes gone in {stopped:.2f} s")
     assert not left and stopped < 5, f"{left} alive {stopped:.1f} s after SIGTERM"
     records = [json.loads(line) for path in tmp_path.rglob("*.jsonl") for line in path.read_text().splitlines()]
     assert [r["kind"] for r in records] == ["prediction"] * 3  # the batch waited up to 600 s: written on the way out

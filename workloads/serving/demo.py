@@ -1,6 +1,6 @@
 """The serving stage of `make demo`: the registered champion behind the real Seldon microservice on loopback.
 
-Starts an MLflow tracking server over the demo's registry, starts seldon-core-microservice with
+Starts an MLflow tracking server over the demo's registry, starts the microservice (workloads.serving.server) with
 MLKIT_MODEL_URI=models:/<name>@champion (the path a cluster deployment takes), sends predictions,
 one malformed request and one feedback, scrapes the metrics, and prints what happened as JSON.
 Runs in the serving environment inside a private network namespace (workloads/demo.py arranges both).

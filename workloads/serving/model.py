@@ -4,7 +4,8 @@ Requests are validated and transformed by the same code the feature job and trai
 (workloads/common), with the spec and fitted transformation the model was trained on (its MLflow
 run's `features/<table>/` artifacts). Bad input is a 400 naming the field; the server keeps serving.
 
-Run: seldon-core-microservice workloads.serving.model.FeatureModel
+Run: python -m workloads.serving.server workloads.serving.model.FeatureModel (Seldon's microservice under the
+kit's supervisor, which also sets up the metrics this module updates: see server.py and metrics.py)
 Environment: MLKIT_MODEL_URI (models:/<name>@<alias>, models:/<name>/<version>, s3://… or a
 directory: see artifacts.py), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off),
 MLKIT_REQUEST_LOG_FLUSH_SECONDS (how long records may wait for a batch; default 2).

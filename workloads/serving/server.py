@@ -53,10 +53,12 @@ def supervise(args: list[str]) -> int:
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
-        while (code := child.poll()) is None:
+        code = None
+        while code is None:
             if stop_at and time.monotonic() > stop_at[0]:
                 _kill_group(child.pid)
-            _reap(0.2)
+            code = _reap(0.2, child.pid)
+        child.returncode = code
         # The microservice is gone; processes it left in its group (the metrics server) go with it.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGTERM)
@@ -81,12 +83,16 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def _reap(wait_s: float) -> None:
-    """As PID 1 this process inherits orphans; collect the exited ones so none stay zombies."""
+def _reap(wait_s: float, main: int = 0) -> int | None:
+    """As PID 1 this process inherits orphans: collect every exited child so none stays a zombie.
+    The exit code of ``main``, if it was among them."""
     time.sleep(wait_s)
+    code = None
     with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+        while (exited := os.waitpid(-1, os.WNOHANG))[0]:
+            if exited[0] == main:
+                code = os.waitstatus_to_exitcode(exited[1])
+    return code
 
 
 def serve(args: list[str]) -> None:
