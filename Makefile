@@ -71,9 +71,9 @@ demo: setup ## run the ML loop on this machine, on its embedded defaults
 	.venv/workloads/bin/python -m workloads.demo
 
 # environment:benchmark pairs (benchmarks/bench_<name>.py); serving runs confined, like its tests
-BENCHMARKS := infra:config workloads:featurestore workloads:training
+BENCHMARKS := infra:config infra:platform workloads:featurestore workloads:training
 
-bench: setup ## measure and write benchmarks/results/*.json (a few minutes)
+bench: setup cluster-tools ## measure and write benchmarks/results/*.json (a few minutes)
 	@for pair in $(BENCHMARKS); do .venv/$${pair%%:*}/bin/python benchmarks/run.py $${pair#*:} || exit 1; done
 	@$(CONFINED) .venv/serving/bin/python benchmarks/run.py serving
 

@@ -86,7 +86,16 @@ class LiveStack:
             self.config = copy.deepcopy(yaml.safe_load(SIM_STACK.read_text())["config"])
             self.config["mlkit:existing"]["kubeconfig"] = str(self.cluster.kubeconfig)
             self.config["mlkit:charts"] = offline_sources(offline_chart_dir(self.workdir / "charts"))
-        self.config_file = self.workdir / f"Pulumi.{self.name}.yaml"
+        # A project of its own (the program linked in): Pulumi writes stack files into the project's
+        # stack folder, and the repository's stacks/ must not collect test stacks.
+        self.project = self.workdir / "project"
+        (self.project / "stacks").mkdir(parents=True, exist_ok=True)
+        if not (self.project / "infra").exists():
+            (self.project / "infra").symlink_to(REPO / "infra")
+        project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+        project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv" / "infra")
+        (self.project / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+        self.config_file = self.project / "stacks" / f"Pulumi.{self.name}.yaml"
 
     @property
     def env(self) -> dict[str, str]:
@@ -105,7 +114,9 @@ class LiveStack:
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         command = [str(BIN / "pulumi"), *args, "--stack", self.name, "--non-interactive"]
-        result = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            command, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode:
             raise AssertionError(
                 f"pulumi {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
@@ -122,7 +133,7 @@ class LiveStack:
     def init(self, database_url: str | None = DATABASE_URL) -> None:
         subprocess.run(
             [str(BIN / "pulumi"), "stack", "init", self.name, "--non-interactive"],
-            cwd=REPO,
+            cwd=self.project,
             env=self.env,
             capture_output=True,
             text=True,
@@ -133,19 +144,19 @@ class LiveStack:
             self.set_secret("mlkit:platform.mlflow.databaseUrl", database_url)
 
     def set_secret(self, path: str, value: str) -> None:
-        self.pulumi("config", "set", "--secret", "--path", path, value, "--config-file", str(self.config_file))
+        self.pulumi("config", "set", "--secret", "--path", path, value)
         self.config = yaml.safe_load(self.config_file.read_text())["config"]
 
     def up(self, *extra: str) -> subprocess.CompletedProcess:
         self.write_config()
-        return self.pulumi("up", "--yes", "--skip-preview", "--config-file", str(self.config_file), *extra)
+        return self.pulumi("up", "--yes", "--skip-preview", *extra)
 
     def preview(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
         self.write_config()
-        return self.pulumi("preview", "--config-file", str(self.config_file), *extra, check=check)
+        return self.pulumi("preview", *extra, check=check)
 
     def destroy(self) -> subprocess.CompletedProcess:
-        return self.pulumi("destroy", "--yes", "--skip-preview", "--config-file", str(self.config_file))
+        return self.pulumi("destroy", "--yes", "--skip-preview")
 
     def resources(self) -> list[dict]:
         exported = json.loads(self.pulumi("stack", "export").stdout)

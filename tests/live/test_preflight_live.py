@@ -18,7 +18,8 @@ def stack(cluster, tmp_path) -> LiveStack:
 
 
 def refused(stack: LiveStack) -> str:
-    result = stack.pulumi("up", "--yes", "--skip-preview", "--config-file", str(stack.config_file), check=False)
+    stack.write_config()
+    result = stack.pulumi("up", "--yes", "--skip-preview", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "Traceback" not in output
