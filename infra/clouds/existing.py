@@ -70,9 +70,8 @@ class ExistingConfig(TargetConfig):
             contexts |= {c.get("name") for c in document.get("contexts") or [] if isinstance(c, dict)}
         if self.context not in contexts:
             where = ", ".join(str(p) for p in paths)
-            return (
-                f"kubeconfig context {self.context!r} not found in {where}; get a kubeconfig from the cluster's admins"
-            )
+            fix = "start it with `make cluster`" if self.simulated else "get a kubeconfig from the cluster's admins"
+            return f"kubeconfig context {self.context!r} not found in {where}; {fix}"
         return None
 
     def preflight_problems(self) -> list[str]:

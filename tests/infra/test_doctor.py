@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.stack import load_stack_file
 from tests.infra.helpers import assert_cli, run_cli_process
 
 
@@ -106,3 +107,8 @@ def test_real_binary_on_this_machine_is_found(tmp_path, bin_dir):
     (bin_dir / "kubectl").symlink_to(kubectl)
     result = run_cli_process("doctor", "--json", env=env_with(bin_dir, tmp_path))
     assert '"name": "kubectl",\n    "ok": true' in result.output
+
+
+def test_the_simulated_cluster_names_make_cluster_when_it_is_not_running(tmp_path):
+    sim = load_stack_file("sim").existing.model_copy(update={"kubeconfig": str(tmp_path / "kubeconfig")})
+    assert sim.credential_problem({}, tmp_path).endswith("start it with `make cluster`")
