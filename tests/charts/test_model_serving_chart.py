@@ -4,6 +4,7 @@ import pytest
 
 from infra.manifests import validate_all
 from tests.charts.helm import REPO, helm, render
+from tests.charts.test_feature_job_chart import restricted_problems
 
 CHART = REPO / "charts" / "model-serving"
 
@@ -76,3 +77,9 @@ def test_the_pod_monitor_scrapes_the_model_metrics_port_where_asked(tmp_path):
 def test_wrong_values_fail_at_install(tmp_path, values, message):
     result = helm("template", "r", str(CHART), values=values, tmp_path=tmp_path)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_the_model_pod_passes_pod_security_restricted(tmp_path):
+    sdep = by_kind(render("model-serving", {}, tmp_path))["SeldonDeployment"]
+    pod = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
+    assert restricted_problems(pod) == []
