@@ -11,7 +11,6 @@ def repo() -> Path:
     return REPO
 
 
-
 @pytest.fixture(scope="session")
 def offline_charts(tmp_path_factory) -> Path:
     """A chart directory over ../shared/upstream-charts, as an offline chart source holds them."""
