@@ -60,7 +60,10 @@ test-slow: setup cluster-tools ## run only the slow end-to-end and load tests
 lint: setup ## ruff lint and format check, helm lint of every chart
 	ruff check .
 	ruff format --check .
-	helm lint --strict charts/*/
+	@for chart in charts/*/; do \
+	  values=$$chart/ci/lint-values.yaml; \
+	  helm lint --strict $$chart $$( [ -f $$values ] && echo --values $$values ) || exit 1; \
+	done
 
 fmt: setup ## apply ruff's fixes and formatting
 	ruff check --fix .
