@@ -5,7 +5,6 @@ refuse fails here. Also KFP's manifests, rendered offline through the kit's mirr
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -15,15 +14,16 @@ import yaml
 
 from infra import manifests, versions
 from infra.config import ChartSource
+from infra.simcluster import BIN
 from infra.sources import Sources, load_all
 from tests.charts.helm import helm
 from tests.conftest import SHARED
 from tests.infra.pulumi_mocks import unsecret
 from tests.infra.test_clouds import STACKS, config_of
 from tests.infra.test_platform import platform_of
+from tests.live.harness import UPSTREAM, offline_sources
 
-UPSTREAM = SHARED / "upstream-charts"
-KUBECTL = shutil.which("kubectl", path=str(Path(__file__).resolve().parents[2] / ".cache" / "bin"))
+KUBECTL = BIN / "kubectl"
 # What a cluster running the platform serves besides Kubernetes' own APIs (charts test for these).
 API_VERSIONS = (
     "monitoring.coreos.com/v1/PodMonitor",
@@ -98,20 +98,13 @@ def test_the_kits_values_keep_webhooks_only_where_pods_run(rendered):
 
 @pytest.fixture(scope="module")
 def kfp_offline() -> Sources:
-    argo = UPSTREAM / "argo-workflows-manifests-v4.0.5"
-    return Sources(
-        ChartSource.model_validate(
-            {
-                "kfpManifests": str(UPSTREAM / "kubeflow-pipelines-manifests-2.17.0"),
-                "mirrors": {"https://github.com/argoproj/argo-workflows/manifests": str(argo)},
-            }
-        )
-    )
+    kfp_only = {k: v for k, v in offline_sources(UPSTREAM).items() if k != "directory"}
+    return Sources(ChartSource.model_validate(kfp_only))
 
 
 def kustomize(directory: str) -> list[dict]:
-    assert KUBECTL, "kubectl is not built: run `scripts/cluster-tools.sh cluster`"
-    result = subprocess.run([KUBECTL, "kustomize", directory], capture_output=True, text=True, timeout=120)
+    assert KUBECTL.is_file(), "kubectl is not built: run `scripts/cluster-tools.sh cluster`"
+    result = subprocess.run([str(KUBECTL), "kustomize", directory], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return load_all(result.stdout)
 

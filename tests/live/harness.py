@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from infra.simcluster import BIN, SimCluster
+from tests.conftest import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[2]
-UPSTREAM = REPO.parent / "shared" / "upstream-charts"
+UPSTREAM = SHARED / "upstream-charts"
 SIM_STACK = REPO / "stacks" / "Pulumi.sim.yaml"
 # The in-cluster PostgreSQL's password comes from pulumi-random, whose provider the Go proxy does not
 # serve; live runs point MLflow at a managed database URL (config the kit supports) instead.
