@@ -25,7 +25,8 @@ need() {
 }
 # version of a module the tool's go.mod requires
 module_version() { (cd "tools/$1" && go list -m -f '{{.Version}}' "$2"); }
-module_dir() { (cd "tools/$1" && go list -m -f '{{.Dir}}' "$2"); }
+# (downloaded first: on a machine whose module cache lacks it, `go list` prints an empty Dir)
+module_dir() { (cd "tools/$1" && go mod download "$2" && go list -m -f '{{.Dir}}' "$2"); }
 fingerprint() { cat "tools/$1"/go.mod "tools/$1"/go.sum "$0" "${@:2}" | sha256sum | cut -c1-16; }
 
 # build TOOL OUTPUT... -- GO-BUILD-ARGS: skips when every output exists and the stamp matches.
