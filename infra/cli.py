@@ -42,7 +42,7 @@ def validate(
     for stack in stacks or stack_names():
         try:
             config = load_stack_file(stack)
-            results[stack] = {"ok": True, "target": config.target, "problems": []}
+            results[stack] = {"ok": True, "target": config.target.type, "problems": []}
         except StackConfigError as e:
             # At most MAX_SHOWN_PROBLEMS, then "+N more": a file of 100k bad values must not print 100k lines.
             results[stack] = {
@@ -101,7 +101,7 @@ def stacks(as_json: JsonOpt = False) -> None:
     rows = []
     for name in stack_names():
         try:
-            rows.append({"stack": name, "target": load_stack_file(name).target, "valid": True})
+            rows.append({"stack": name, "target": load_stack_file(name).target.type, "valid": True})
         except StackConfigError:
             rows.append({"stack": name, "target": None, "valid": False})
     if as_json:

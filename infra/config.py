@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -329,34 +328,20 @@ class Kubernetes(ConfigModel):
 
 
 class TargetConfig(ConfigModel):
-    """Base of each target's own config block (``aws:``, ``gcp:``, ...).
+    """Base of each target's block, ``mlkit:target: {type: <target>, ...}``: pure data and its checks.
 
-    A target fills in the class-level facts below; the shared checks use them, so no
-    other module needs to know which target it is looking at.
+    Each target (infra/clouds/<target>.py) subclasses it with ``type: Literal["<target>"]`` and its own
+    keys, fills in the class-level facts below, and registers a plug-in (infra/clouds/registry.py)
+    that provisions it. The shared checks use the facts, so no other module asks which target it is.
     """
 
+    type: str
     # Cloud-neutral GPU type -> regex its machine types match. Empty: no GPU nodes.
     gpu_machine_types: ClassVar[dict[str, str]] = {}
     # Regex and description for node-pool names, which clouds restrict further than DNS.
     pool_name_rule: ClassVar[tuple[str, str]] = (_DNS_LABEL.pattern, "a DNS-safe name")
     # Whether this target provisions nodes (and so needs machine types and a system pool).
     provisions_nodes: ClassVar[bool] = True
-    # Tools `pulumi up` needs on this target beyond pulumi/kubectl/helm, e.g. ("aws",).
-    required_tools: ClassVar[tuple[str, ...]] = ()
-    # Charts this target installs itself (name -> pinned version), besides the platform's.
-    charts: ClassVar[dict[str, str]] = {}
-
-    def provision(self, name: str, stack, opts=None):
-        """Create this target's resources; returns its ClusterTarget. Imports the cloud SDK only here."""
-        raise NotImplementedError(f"{type(self).__name__} does not provision anything yet")
-
-    def preflight_problems(self) -> list[str]:
-        """Why `pulumi up` would fail half way on this target, checked before anything is created."""
-        return []
-
-    def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
-        """Why `pulumi up` would find no credentials for this target, or None. Looks, never calls out."""
-        return None
 
     def bucket_name_problem(self, name: str) -> str | None:
         """Why ``name`` is not a valid bucket name here, or None. S3/GCS rules by default."""
@@ -366,6 +351,18 @@ class TargetConfig(ConfigModel):
                 "starting and ending with a letter or digit"
             )
         return None
+
+    def gpu_counts(self, machine_type: str) -> tuple[int, ...] | None:
+        """The GPU counts ``machine_type`` can carry, or None where any count goes (or it is unknown)."""
+        return None
+
+    def kubernetes_problems(self, version: str) -> list[str]:
+        """Why this target cannot run Kubernetes ``version`` (the stack's ``kubernetes.version``)."""
+        return []
+
+    def team_problems(self, team: Team) -> list[tuple[str, str]]:
+        """Problems with one team on this target (e.g. identities no cloud maps), as (field, message) pairs."""
+        return []
 
     def node_pool_problems(self, pool: NodePool) -> list[tuple[str, str]]:
         """Problems with one pool on this target, as (field, message) pairs."""
@@ -397,6 +394,13 @@ class TargetConfig(ConfigModel):
                     f"expected a machine type matching {self.gpu_machine_types[gpu.type]!r}",
                 )
             ]
+        counts = self.gpu_counts(pool.machine_type) if pool.machine_type else None
+        if counts and gpu.count not in counts:
+            if len(counts) == 1:
+                fix = f"{pool.machine_type} carries {counts[0]}; set count: {counts[0]}"
+            else:
+                fix = f"{pool.machine_type} takes one of {', '.join(map(str, counts))}"
+            return [("gpu.count", f"is {gpu.count}, but {fix}")]
         return []
 
 

@@ -12,12 +12,12 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from infra.clouds import TARGETS, AwsConfig, AzureConfig, ExistingConfig, GcpConfig, KindConfig
+from infra.clouds import TARGETS
 from infra.config import (
     ChartSource,
     ConfigModel,
@@ -99,9 +99,9 @@ class _CrossFieldProblems(Exception):
 
 
 class StackConfig(ConfigModel):
-    """The ``mlkit:`` namespace of a stack file."""
+    """The ``mlkit:`` namespace of a stack file. ``target`` is one registered target's block, chosen by its ``type``."""
 
-    target: Literal["aws", "gcp", "azure", "kind", "existing"]
+    target: TargetConfig
     kubernetes: Kubernetes = Kubernetes()
     node_pools: list[NodePool] = Field(default_factory=list)
     storage: ObjectStorage
@@ -109,18 +109,6 @@ class StackConfig(ConfigModel):
     teams: list[Team] = Field(default_factory=list)
     charts: ChartSource = ChartSource()
     images: Images = Images()
-    aws: AwsConfig | None = None
-    gcp: GcpConfig | None = None
-    azure: AzureConfig | None = None
-    kind: KindConfig | None = None
-    existing: ExistingConfig | None = None
-
-    @property
-    def cluster(self) -> TargetConfig:
-        """The selected target's own block."""
-        block = getattr(self, self.target)
-        assert block is not None, "validation guarantees the target's block"
-        return block
 
     @model_validator(mode="after")
     def _cross_field(self) -> StackConfig:
@@ -135,23 +123,25 @@ class StackConfig(ConfigModel):
         return self
 
     def _target_problems(self):
-        for other in TARGETS:
-            if other != self.target and getattr(self, other) is not None:
-                yield (
-                    (other,),
-                    f"is the block of target {other!r}, but target is {self.target!r}: remove it or set target: {other}",
-                )
-        block = getattr(self, self.target)
-        if block is None:
-            yield (self.target,), f"is required when target is {self.target!r}"
-            return
+        block = self.target
         for i, pool in enumerate(self.node_pools):
             for field, message in block.node_pool_problems(pool):
-                yield ("nodePools", i, *field.split(".")), message
-        if block.provisions_nodes and not any(p.gpu is None and p.min_size >= 1 for p in self.node_pools):
-            yield ("nodePools",), "needs at least one CPU pool (no gpu) with minSize >= 1 to run system pods"
+                yield ("nodePools", i, *_path(field)), message
+        # System pods need nodes that stay: a spot node is reclaimed at any time (and AKS refuses a spot system pool).
+        if block.provisions_nodes and not any(
+            p.gpu is None and p.min_size >= 1 and not p.spot for p in self.node_pools
+        ):
+            yield (
+                ("nodePools",),
+                "needs at least one on-demand CPU pool (no gpu, spot: false) with minSize >= 1 to run system pods",
+            )
         if problem := block.bucket_name_problem(self.storage.bucket):
             yield ("storage", "bucket"), problem
+        for message in block.kubernetes_problems(self.kubernetes.version):
+            yield ("kubernetes", "version"), message
+        for i, team in enumerate(self.teams):
+            for field, message in block.team_problems(team):
+                yield ("teams", i, *_path(field)), message
 
     def _name_problems(self):
         for key, items in (("nodePools", self.node_pools), ("teams", self.teams)):
@@ -184,6 +174,11 @@ class StackConfig(ConfigModel):
                 "is required while platform.mlflow is enabled: the tracking server runs the kit's MLflow image "
                 "(workloads/mlflow/Dockerfile); build and push it with `make images REGISTRY=<registry>`",
             )
+
+
+def _path(field: str) -> tuple[str | int, ...]:
+    """``gpu.count`` -> ("gpu", "count"); ``groups.1`` -> ("groups", 1)."""
+    return tuple(int(part) if part.isdigit() else part for part in field.split("."))
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -294,15 +289,45 @@ def load_pulumi_config(config: dict[str, str], stack: str) -> StackConfig:
     return parse_stack(values, f"{_display(stack_path(stack))} (stack {stack})", decrypted=True)
 
 
+_MODELS: dict[tuple[type[TargetConfig], ...], type[StackConfig]] = {}
+
+
+def stack_model() -> type[StackConfig]:
+    """StackConfig with ``target`` as the union of every registered target's block, told apart by ``type``."""
+    blocks = tuple(plugin.config for plugin in TARGETS.values())
+    if blocks not in _MODELS:
+        union = Annotated[Union[blocks], Field(discriminator="type")]  # noqa: UP007 - a union built at run time
+        _MODELS[blocks] = create_model("StackConfig", __base__=StackConfig, target=(union, ...))
+    return _MODELS[blocks]
+
+
 def parse_stack(values: dict[str, Any], source: str, *, decrypted: bool) -> StackConfig:
     """Validate the ``mlkit:`` values of a stack (keys without the namespace)."""
     context = {"source": "pulumi" if decrypted else "file"}
+    if migration := _old_shape(values):
+        raise StackConfigError(source, migration)
     try:
-        return StackConfig.model_validate(values, context=context)
+        return stack_model().model_validate(values, context=context)
     except ValidationError as e:
         raise StackConfigError(source, [_problem_from_pydantic(err) for err in e.errors()]) from None
     except _CrossFieldProblems as e:
         raise StackConfigError(source, [Problem(_key(loc), msg) for loc, msg in e.problems]) from None
+
+
+def _old_shape(values: dict[str, Any]) -> list[Problem]:
+    """Stacks written before the target became one block: `mlkit:target: aws` beside `mlkit:aws: {...}`."""
+    target = values.get("target")
+    blocks = [name for name in TARGETS if name in values]
+    if not (isinstance(target, str) or blocks):
+        return []
+    name = target if isinstance(target, str) else blocks[0]
+    how = (
+        f"move the keys of `{PROJECT}:{name}` under `{PROJECT}:target` beside `type: {name}`, "
+        f"e.g. `{PROJECT}:target: {{type: {name}, ...}}`, and delete `{PROJECT}:{name}`"
+    )
+    if isinstance(target, str):
+        return [Problem(f"{PROJECT}:target", f"is now the target's whole block, not its name: {how}")]
+    return [Problem(f"{PROJECT}:{name}", f"is a target block in the old shape: {how}")]
 
 
 def _project_values(document: Any) -> tuple[dict[str, Any], list[Problem]]:
@@ -347,6 +372,8 @@ def _project_values(document: Any) -> tuple[dict[str, Any], list[Problem]]:
 
 
 def _key(loc: tuple) -> str:
+    if loc[:1] == ("target",) and len(loc) > 1 and loc[1] in TARGETS:
+        loc = loc[:1] + loc[2:]  # the union's tag: the block's own `type` says which target it is
     out = f"{PROJECT}:"
     for part in loc:
         if isinstance(part, int):
@@ -361,6 +388,11 @@ def _problem_from_pydantic(err: dict) -> Problem:
     kind = err["type"]
     if kind == "missing":
         return Problem(_key(loc), "is required")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        types_ = ", ".join(sorted(TARGETS))
+        got = err.get("ctx", {}).get("tag")
+        what = f"{got!r} is no target type" if got is not None else "is required"
+        return Problem(_key((*loc, "type")), f"{what}; expected one of: {types_}")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         hint = _did_you_mean(str(loc[-1]), allowed)
@@ -377,10 +409,12 @@ def _problem_from_pydantic(err: dict) -> Problem:
 
 def _allowed_keys(loc: tuple) -> list[str]:
     """The keys a mapping at ``loc`` may hold, by walking the schema's types."""
-    node: Any = StackConfig
+    node: Any = stack_model()
     for part in loc:
         node = _unwrap(node)
-        if isinstance(part, int):
+        if part in TARGETS and _is_target_union(node):
+            node = TARGETS[part].config
+        elif isinstance(part, int):
             args = typing.get_args(node)
             node = args[0] if args else None
         elif isinstance(node, type) and issubclass(node, BaseModel):
@@ -395,10 +429,16 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return []
 
 
+def _is_target_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and all(
+        isinstance(a, type) and issubclass(a, TargetConfig) for a in typing.get_args(tp)
+    )
+
+
 def _unwrap(tp: Any) -> Any:
     if typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and not _is_target_union(tp):
         models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
         return models[0] if models else tp
     return tp

@@ -8,12 +8,14 @@ never an `if` above.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Generic, Literal, TypeVar
 
 import pulumi
 
-from infra.config import NodePool, Taint
+from infra.config import ChartSource, NodePool, ObjectStorage, Taint, TargetConfig
 
 Access = Literal["read", "readwrite"]
 
@@ -21,6 +23,9 @@ Access = Literal["read", "readwrite"]
 GPU_TAINT = Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")
 GPU_NODE_LABEL = "mlkit.io/gpu"  # value: the cloud-neutral GPU type (t4, a10g, ...)
 POOL_LABEL = "mlkit.io/pool"
+# Ports of the admission webhooks platform pods serve (spark-operator, seldon-core-operator): the
+# components set them, and targets whose control plane reaches nodes through a firewall open them.
+WEBHOOK_PORTS = {"spark-operator": 9443, "seldon-core-operator": 4443}
 
 
 def pool_labels(pool: NodePool) -> dict[str, str]:
@@ -31,12 +36,32 @@ def pool_labels(pool: NodePool) -> dict[str, str]:
     return labels
 
 
-def pool_taints(pool: NodePool) -> list[Taint]:
-    """The taints a pool's nodes get: the user's, plus the GPU taint on GPU pools."""
+def pool_taints(pool: NodePool, imposed: tuple[Taint, ...] = ()) -> list[Taint]:
+    """The taints a pool's nodes get: the user's, the GPU taint on GPU pools, and any the target imposes."""
     taints = list(pool.taints)
-    if pool.gpu and all(t.key != GPU_TAINT.key for t in taints):
-        taints.append(GPU_TAINT)
+    for extra in ((GPU_TAINT,) if pool.gpu else ()) + imposed:
+        if all(t.key != extra.key for t in taints):
+            taints.append(extra)
     return taints
+
+
+def toleration(taint: Taint) -> dict[str, str]:
+    """The toleration a pod needs to run on nodes carrying ``taint``."""
+    if taint.value:
+        return {"key": taint.key, "operator": "Equal", "value": taint.value, "effect": taint.effect}
+    return {"key": taint.key, "operator": "Exists", "effect": taint.effect}
+
+
+@dataclass(frozen=True)
+class PoolPlacement:
+    """How a pod lands on one node pool: select it by its label, tolerate every taint its nodes carry."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+
+
+def placement(pool: NodePool, imposed: tuple[Taint, ...] = ()) -> PoolPlacement:
+    return PoolPlacement({POOL_LABEL: pool.name}, [toleration(t) for t in pool_taints(pool, imposed)])
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,23 @@ class IdentityBinding:
     resources: list[pulumi.Resource] = field(default_factory=list)  # what was created, for depends_on
 
 
+C = TypeVar("C", bound=TargetConfig)
+
+
+@dataclass(frozen=True)
+class ClusterArgs(Generic[C]):
+    """What a target's component is given: its own config block and the few stack facts below the contract."""
+
+    config: C
+    node_pools: tuple[NodePool, ...]
+    storage: ObjectStorage
+    kubernetes_version: str
+    charts: ChartSource = field(default_factory=ChartSource)
+    # The target provider's own stack settings (`aws:profile`, `azure-native:subscriptionId`, ...), as
+    # keyword arguments of its explicit Provider: an explicit provider reads none of them by itself.
+    provider_settings: Mapping[str, Any] = field(default_factory=dict)
+
+
 class ClusterTarget(ABC):
     """The same outputs on every target. Subclasses are ComponentResources in infra/clouds/."""
 
@@ -102,10 +144,22 @@ class ClusterTarget(ABC):
     object_store: ObjectStore
     gpu: GpuScheduling
     storage_class: str
-    node_pools: list[NodePool]
+    node_pools: tuple[NodePool, ...]
     # False where nodes are simulated (kwok): no pod really runs, so an admission webhook served by a
     # platform pod would never answer and block what it guards; components leave such webhooks out.
     pods_run: bool = True
+    # What must exist before anything is scheduled: the node groups/pools. Helm releases wait for
+    # their pods, so a release started while nodes are still being created times out.
+    nodes_ready: tuple[pulumi.Resource, ...] = ()
+    # NetworkPolicy egress rules team pods need on this target beyond the platform's own openings,
+    # e.g. GKE's metadata server, through which Workload Identity hands out credentials.
+    egress: tuple[dict, ...] = ()
+    # Taints the target puts on a pool's nodes by itself (AKS: spot pools), besides the user's and the GPU taint.
+    imposed_taints: Mapping[str, tuple[Taint, ...]] = MappingProxyType({})
+
+    def placements(self) -> dict[str, PoolPlacement]:
+        """Per pool: the node selector and every toleration a pod needs to run there."""
+        return {p.name: placement(p, self.imposed_taints.get(p.name, ())) for p in self.node_pools}
 
     @abstractmethod
     def bind(self, service_account: str, namespace: str, prefix: str, access: Access = "readwrite") -> IdentityBinding:

@@ -34,6 +34,14 @@ KFP_PATHS = ("cluster-scoped-resources", "env/platform-agnostic")
 
 # Target-specific add-ons.
 CLUSTER_AUTOSCALER_CHART = "9.50.1"  # kubernetes/autoscaler chart, AWS
+# cluster-autoscaler supports only the Kubernetes minor it was built for: its image tag per cluster minor.
+CLUSTER_AUTOSCALER_IMAGES = {
+    "1.30": "v1.30.0",
+    "1.31": "v1.31.0",
+    "1.32": "v1.32.0",
+    "1.33": "v1.33.0",
+    "1.34": "v1.34.0",
+}
 SEAWEEDFS_CHART = "4.0.401"  # seaweedfs/seaweedfs chart, the kind target's object store
 
 # The last Seldon Core v1 release under Apache-2.0; anything newer needs the licence flag.

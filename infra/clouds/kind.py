@@ -11,17 +11,20 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import pulumi
 import yaml
 from pydantic import Field
 
 from infra import versions
+from infra.clouds.common import s3a_conf, taint_string
+from infra.clouds.registry import TargetPlugin, register
 from infra.config import DnsLabel, NodePool, TargetConfig
 from infra.sources import Sources
 from infra.target import (
     Access,
+    ClusterArgs,
     ClusterTarget,
     IdentityBinding,
     ObjectStore,
@@ -33,12 +36,11 @@ from infra.target import (
 
 
 class KindConfig(TargetConfig):
-    """The ``kind:`` block of a stack. Node pools become kind worker nodes (minSize of each)."""
+    """``mlkit:target`` with ``type: kind``. Node pools become kind worker nodes (minSize of each)."""
 
+    type: Literal["kind"]
     # The control-plane node runs system pods, and workers are containers, not machines.
     provisions_nodes: ClassVar[bool] = False
-    required_tools: ClassVar[tuple[str, ...]] = ("docker", "kind")
-    charts: ClassVar[dict[str, str]] = {"seaweedfs": versions.SEAWEEDFS_CHART}
 
     cluster_name: DnsLabel = "mlkit"
     node_image: str = Field("kindest/node:v1.34.0", description="pins the Kubernetes version of the nodes")
@@ -49,23 +51,21 @@ class KindConfig(TargetConfig):
             problems.append(("machineType", "kind nodes are containers on this machine; remove machineType"))
         return problems
 
-    def credential_problem(self, env: Mapping[str, str], home: Path) -> str | None:
-        # kind needs no cloud account, but it needs a running Docker engine, not only the client.
-        docker = shutil.which("docker", path=env.get("PATH", ""))
-        if not docker:
-            return None  # the docker tool check already names this
-        try:
-            info = subprocess.run(
-                [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            info = None
-        if info is None or info.returncode != 0 or not info.stdout.strip():
-            return "the Docker engine is not running (`docker info` fails): start Docker Desktop or `sudo systemctl start docker`"
-        return None
 
-    def provision(self, name: str, stack, opts=None):
-        return KindCluster(name, stack, opts)
+def credential_problem(config: KindConfig, env: Mapping[str, str], home: Path) -> str | None:
+    # kind needs no cloud account, but it needs a running Docker engine, not only the client.
+    docker = shutil.which("docker", path=env.get("PATH", ""))
+    if not docker:
+        return None  # the docker tool check already names this
+    try:
+        info = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        info = None
+    if info is None or info.returncode != 0 or not info.stdout.strip():
+        return "the Docker engine is not running (`docker info` fails): start Docker Desktop or `sudo systemctl start docker`"
+    return None
 
 
 # --- provisioning ----------------------------------------------------------------------------------
@@ -78,9 +78,7 @@ def kind_config(cluster: KindConfig, pools: list[NodePool]) -> str:
     """kind's cluster file: a control plane, and minSize workers per pool with the pool's labels and taints."""
     nodes = [{"role": "control-plane", "image": cluster.node_image}]
     for pool in pools:
-        taints = ",".join(
-            f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in pool_taints(pool)
-        )
+        taints = ",".join(taint_string(t) for t in pool_taints(pool))
         patch = (
             {"kind": "JoinConfiguration", "nodeRegistration": {"kubeletExtraArgs": {"register-with-taints": taints}}}
             if taints
@@ -104,29 +102,33 @@ def store_identity(name: str, access_key: str, secret_key: str, actions: list[st
 class KindCluster(pulumi.ComponentResource, ClusterTarget):
     """A kind cluster created by the kind CLI, and SeaweedFS as its S3-compatible store with a key per binding."""
 
-    def __init__(self, name: str, stack, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: ClusterArgs[KindConfig], opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlkit:clouds:KindCluster", name, None, opts)
         import pulumi_command as command
         import pulumi_kubernetes as k8s
 
-        cfg: KindConfig = stack.kind
-        self.name, self.node_pools, self._bucket = name, stack.node_pools, stack.storage.bucket
-        self._sources = Sources(stack.charts)
+        cfg = args.config
+        self.name, self.node_pools, self._bucket = name, args.node_pools, args.storage.bucket
+        self._sources = Sources(args.charts)
         child = pulumi.ResourceOptions(parent=self)
-        config_file = kind_config(cfg, stack.node_pools)
+        config_file = kind_config(cfg, list(args.node_pools))
         cluster = command.local.Command(
             f"{name}-kind",
             create=f"kind create cluster --name {cfg.cluster_name} --wait 180s --config -",
             delete=f"kind delete cluster --name {cfg.cluster_name}",
             stdin=config_file,
             triggers=[config_file],  # a changed node layout recreates the cluster
-            opts=child,
+            # One name, one cluster: the old one must go before `kind create` can make the new one.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+        # Read again whenever the cluster is made anew: a new cluster has a new port and CA.
         kubeconfig = command.local.Command(
             f"{name}-kubeconfig",
             create=f"kind get kubeconfig --name {cfg.cluster_name}",
+            triggers=[cluster.id, config_file],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster], additional_secret_outputs=["stdout"]),
         )
+        self.nodes_ready = (cluster,)
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig.stdout, opts=child)
         self._k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.namespace = k8s.core.v1.Namespace(f"{name}-store", metadata={"name": STORE_NAMESPACE}, opts=self._k8s)
@@ -137,9 +139,9 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
             )
         ]
         self.object_store = ObjectStore(
-            scheme="s3", bucket=stack.storage.bucket, endpoint=STORE_ENDPOINT, region="us-east-1", path_style=True
+            scheme="s3", bucket=args.storage.bucket, endpoint=STORE_ENDPOINT, region="us-east-1", path_style=True
         )
-        self.gpu = gpu_scheduling(stack.node_pools, device_plugin_managed=False)
+        self.gpu = gpu_scheduling(list(args.node_pools), device_plugin_managed=False)
         self.storage_class = "standard"  # kind's local-path provisioner
         self.register_outputs({"clusterName": cfg.cluster_name})
 
@@ -172,12 +174,11 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
 
     def hadoop_conf(self) -> dict[str, pulumi.Input[str]]:
         # Keys come from the pod's environment (the binding's Secret); the store answers path-style over HTTP.
-        return {
-            "fs.s3a.endpoint": STORE_ENDPOINT,
-            "fs.s3a.path.style.access": "true",
-            "fs.s3a.connection.ssl.enabled": "false",
-            "fs.s3a.aws.credentials.provider": "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
-        }
+        return s3a_conf(
+            endpoint=STORE_ENDPOINT,
+            path_style=True,
+            credentials="com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+        )
 
     def complete(self) -> None:
         """SeaweedFS with every identity the bindings asked for, and the platform bucket."""
@@ -211,3 +212,14 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
             },
             opts=pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=[secret])),
         )
+
+
+PLUGIN = register(
+    TargetPlugin(
+        config=KindConfig,
+        provision=KindCluster,
+        required_tools=("docker", "kind"),
+        charts={"seaweedfs": versions.SEAWEEDFS_CHART},
+        credential_problem=credential_problem,
+    )
+)

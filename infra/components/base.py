@@ -29,7 +29,13 @@ class PlatformComponent(pulumi.ComponentResource):
         self.k8s_opts = pulumi.ResourceOptions(parent=self, provider=target.provider)
 
     def opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions.merge(self.k8s_opts, pulumi.ResourceOptions(depends_on=list(depends_on)))
+        """Options for a child that waits for ``depends_on`` and for the target's nodes.
+
+        Releases wait for their pods, and pods for nodes: on a new cluster the node pools are still
+        being created (minutes) when the cluster itself answers.
+        """
+        waits = [*self.target.nodes_ready, *depends_on]
+        return pulumi.ResourceOptions.merge(self.k8s_opts, pulumi.ResourceOptions(depends_on=waits))
 
     def namespace(self, name: str, labels: dict[str, str] | None = None) -> k8s.core.v1.Namespace:
         return k8s.core.v1.Namespace(

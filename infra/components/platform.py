@@ -9,6 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import versions
+from infra.clouds import plugin_of
 from infra.components import mlflow, monitoring, pipelines
 from infra.components.gpu import GpuDevicePlugin
 from infra.components.mlflow import Mlflow
@@ -32,7 +33,7 @@ def charts_needed(config) -> dict[str, str]:
         "seldon-core-operator": platform.seldon_core.version if platform.seldon_core.enabled else None,
         "kube-prometheus-stack": platform.monitoring.version if platform.monitoring.enabled else None,
     }
-    return {**{k: v for k, v in charts.items() if v}, **config.cluster.charts}
+    return {**{k: v for k, v in charts.items() if v}, **plugin_of(config.target).charts}
 
 
 def build_platform(name: str, config, target: ClusterTarget) -> dict[str, object]:
@@ -77,7 +78,13 @@ def build_platform(name: str, config, target: ClusterTarget) -> dict[str, object
     if platform.seldon_core.enabled:
         SeldonCore(f"{name}-seldon", target, platform.seldon_core, sources=sources)
     if platform.mlflow.enabled:
-        Mlflow(f"{name}-mlflow", target, platform.mlflow, image=config.images.image(versions.MLFLOW_IMAGE))
+        Mlflow(
+            f"{name}-mlflow",
+            target,
+            platform.mlflow,
+            image=config.images.image(versions.MLFLOW_IMAGE),
+            teams={team: w.namespace_resource for team, w in sorted(workspaces.items())},
+        )
         access["mlflow"] = f"kubectl -n {mlflow.NAMESPACE} port-forward svc/mlflow 5000:5000  # http://localhost:5000"
     return {
         "access": access,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infra.components.base import PlatformComponent
 from infra.config import SeldonCore as SeldonCoreConfig
-from infra.target import ClusterTarget
+from infra.target import WEBHOOK_PORTS, ClusterTarget
 
 NAMESPACE = "seldon-system"
 
@@ -27,6 +27,7 @@ class SeldonCore(PlatformComponent):
                 # The chart's validating webhook (failurePolicy: Fail) is served by the operator pod;
                 # where no pod runs, the operator is left to create it, so SeldonDeployments are admitted.
                 "managerCreateResources": not target.pods_run,
+                "webhook": {"port": WEBHOOK_PORTS["seldon-core-operator"]},  # the port targets' firewalls open
             },
             namespace,
         )

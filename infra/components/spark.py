@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from xml.sax.saxutils import escape
 
 import pulumi
@@ -9,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.base import PART_OF, PlatformComponent
 from infra.config import SparkOperator as SparkOperatorConfig
-from infra.target import ClusterTarget
+from infra.target import WEBHOOK_PORTS, ClusterTarget
 from workloads.common.spark import HUDI_SPARK_CONF  # one place for Hudi's Spark settings, local and in-cluster
 
 NAMESPACE = "spark-operator"
@@ -45,7 +47,7 @@ class SparkOperator(PlatformComponent):
                     "rbac": {"create": False},
                 },
                 # Its mutating webhook sets pod fields; served by the operator pod, so only where pods run.
-                "webhook": {"enable": target.pods_run},
+                "webhook": {"enable": target.pods_run, "port": WEBHOOK_PORTS["spark-operator"]},
                 "prometheus": {
                     "metrics": {"enable": True},
                     "podMonitor": {"create": monitoring is not None, "labels": {}},
@@ -81,7 +83,15 @@ def feature_store_configmaps(
         k8s.core.v1.ConfigMap(
             f"{component.name}-feature-store",
             metadata={"name": FEATURE_STORE_CONFIGMAP, "namespace": namespace, "labels": PART_OF},
-            data={"MLKIT_FEATURE_STORE": root, "spark-defaults.conf": spark_defaults},
+            data={
+                "MLKIT_FEATURE_STORE": root,
+                "spark-defaults.conf": spark_defaults,
+                # Per node pool, what a pod needs to run there: its selector and every toleration its nodes need.
+                "pools.json": json.dumps(
+                    {name: dataclasses.asdict(p) for name, p in sorted(component.target.placements().items())},
+                    sort_keys=True,
+                ),
+            },
             opts=component.opts(*depends_on),
         ),
         k8s.core.v1.ConfigMap(

@@ -186,6 +186,11 @@ class TeamWorkspace(PlatformComponent):
                 "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}],
             },
         )
+        if self.target.egress:
+            # What the target's workload identity needs (GKE: the metadata server handing out tokens).
+            policy(
+                "target-identity", {"podSelector": {}, "policyTypes": ["Egress"], "egress": list(self.target.egress)}
+            )
         policy(
             "from-platform",
             {

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 
 import pulumi
 
+from infra.clouds import plugin_of
+from infra.program import cluster_args
 from infra.stack import StackConfig, load_stack_file
+from infra.target import ClusterTarget
 
 
 @dataclass
@@ -62,9 +66,29 @@ COMPUTED = {
         "stdout": json.dumps({"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []})
     },
 }
+# What AKS returns for a cluster with Entra ID: an exec user (replaced by the kit), the server and its CA.
+AKS_KUBECONFIG = base64.b64encode(
+    json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "mlkit-azure",
+                    "cluster": {
+                        "server": "https://mlkit-azure-abc123.hcp.westeurope.azmk8s.io:443",
+                        "certificate-authority-data": "Y2E=",
+                    },
+                }
+            ],
+            "users": [{"name": "clusterUser", "user": {"exec": {"command": "kubelogin", "args": ["get-token"]}}}],
+            "contexts": [{"name": "mlkit-azure", "context": {"cluster": "mlkit-azure", "user": "clusterUser"}}],
+        }
+    ).encode()
+).decode()
 CALLS = {
     "azure-native:containerservice:listManagedClusterUserCredentials": {
-        "kubeconfigs": [{"name": "clusterUser", "value": "YXBpVmVyc2lvbjogdjEK"}]
+        "kubeconfigs": [{"name": "clusterUser", "value": AKS_KUBECONFIG}]
     },
     "azure-native:authorization:getClientConfig": {
         "subscriptionId": "00000000-0000-0000-0000-000000000001",
@@ -93,11 +117,14 @@ def unsecret(value):
 class Recorder(pulumi.runtime.Mocks):
     resources: list[Recorded] = field(default_factory=list)
     depends_on: dict[str, set[str]] = field(default_factory=dict)  # resource name -> names it explicitly waits for
+    options: dict[str, pulumi.ResourceOptions] = field(default_factory=dict)  # resource name -> its options
 
     def transformation(self, args: pulumi.ResourceTransformationArgs):
-        self.depends_on[args.name] = {
-            getattr(d, "_name", "?") for d in (args.opts.depends_on or []) if isinstance(d, pulumi.Resource)
-        }
+        depends_on = args.opts.depends_on or []
+        if isinstance(depends_on, pulumi.Resource):
+            depends_on = [depends_on]
+        self.depends_on[args.name] = {getattr(d, "_name", "?") for d in depends_on if isinstance(d, pulumi.Resource)}
+        self.options[args.name] = args.opts
         return None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -115,6 +142,11 @@ class Recorder(pulumi.runtime.Mocks):
         found = [r for r in self.of_type(type_) if name is None or r.name == name]
         assert len(found) == 1, f"expected one {type_} {name or ''}, found {found}"
         return found[0]
+
+
+def provision(config: StackConfig, name: str, settings: dict | None = None) -> ClusterTarget:
+    """The stack's target, provisioned as `pulumi up` provisions it (inside a mocked program)."""
+    return plugin_of(config.target).provision(name, cluster_args(config, settings), None)
 
 
 def deploy(stack: str | StackConfig, build) -> Recorder:

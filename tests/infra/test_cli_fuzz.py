@@ -124,7 +124,7 @@ def test_a_hostile_file_is_a_one_line_error(tmp_path, name):
 
 def test_a_flood_of_problems_is_cut_at_fifty_with_a_count(tmp_path):
     path = tmp_path / "Pulumi.flood.yaml"
-    path.write_text("config:\n  mlkit:target: kind\n  mlkit:teams: [" + ", ".join(["{x: 1}"] * 5000) + "]\n")
+    path.write_text("config:\n  mlkit:target: {type: kind}\n  mlkit:teams: [" + ", ".join(["{x: 1}"] * 5000) + "]\n")
     result = run_cli("validate", str(path))
     assert result.exit_code == 1 and result.exception is None
     lines = result.output.splitlines()

@@ -16,16 +16,21 @@ import yaml
 from infra.stack import REPO_ROOT, parse_stack
 from infra.target import GPU_NODE_LABEL, ClusterTarget, IdentityBinding
 from tests.infra.pulumi_mocks import Recorder, deploy
+from tests.infra.pulumi_mocks import provision as provision_target
 from tests.infra.test_schema import stack_values
 
 STACKS = ["local", "aws", "gcp", "azure", "onprem"]
 CLOUD_SDKS = ("pulumi_aws", "pulumi_gcp", "pulumi_azure_native", "pulumi_eks")
 
 
-def config_of(stack: str):
-    values = stack_values(stack)
+def config_of(stack: str, **overrides):
+    values = {**stack_values(stack), **overrides}
     if stack == "onprem":  # under `pulumi up` these secrets arrive decrypted
-        values["existing"]["objectStore"].update(accessKeyId="AKIAONPREM", secretAccessKey="onprem-secret")
+        store = values["target"]["objectStore"]
+        store.update(accessKeyId="AKIAONPREM", secretAccessKey="onprem-secret")
+        store["teamKeys"] = {
+            t: {"accessKeyId": f"AKIA{t.upper()}", "secretAccessKey": f"{t}-secret"} for t in store["teamKeys"]
+        }
     return parse_stack(values, stack, decrypted=True)
 
 
@@ -34,7 +39,7 @@ def provision(stack: str, teams=("churn", "fraud")) -> tuple[Recorder, ClusterTa
     found: dict = {}
 
     def build(config):
-        target = config.cluster.provision(f"mlkit-{stack}", config)
+        target = provision_target(config, f"mlkit-{stack}")
         found["target"] = target
         found["bindings"] = {team: target.bind("spark", team, f"features/{team}") for team in teams}
         target.complete()
@@ -132,8 +137,8 @@ def test_aws_network_is_private_in_every_zone(aws):
 
 def test_aws_private_endpoint_option_closes_the_public_endpoint():
     values = stack_values("aws")
-    values["aws"]["privateEndpoint"] = True
-    mocks = deploy(parse_stack(values, "aws", decrypted=True), lambda c: c.cluster.provision("mlkit-aws", c))
+    values["target"]["privateEndpoint"] = True
+    mocks = deploy(parse_stack(values, "aws", decrypted=True), lambda c: provision_target(c, "mlkit-aws"))
     vpc = mocks.one("aws:eks/cluster:Cluster").inputs["vpcConfig"]
     assert vpc["endpointPublicAccess"] is False and "publicAccessCidrs" not in vpc
 
@@ -229,21 +234,24 @@ def test_gcp_identity_is_bound_to_its_service_account_and_prefix(gcp):
     member = gcp.one("gcp:serviceaccount/iAMMember:IAMMember", "mlkit-gcp-churn-spark").inputs
     assert member["role"] == "roles/iam.workloadIdentityUser"
     assert member["member"] == "serviceAccount:acme-ml-platform.svc.id.goog[churn/spark]"
-    churn = gcp.one("gcp:storage/bucketIAMMember:BucketIAMMember", "mlkit-gcp-churn-spark").inputs
-    fraud = gcp.one("gcp:storage/bucketIAMMember:BucketIAMMember", "mlkit-gcp-fraud-spark").inputs
-    assert (
-        'startsWith("projects/_/buckets/acme-mlkit-prod-europe-west4/objects/features/churn/")'
-        in churn["condition"]["expression"]
-    )
-    assert "features/churn" not in fraud["condition"]["expression"] and churn["member"] != fraud["member"]
+    # Per-prefix IAM on a managed folder: it covers reading and listing that folder alone (issue 12 item 8:
+    # a bucket-level grant with a condition let a team list every other team's object names).
+    assert gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember") == []
+    folders = {r.name: r.inputs["name"] for r in gcp.of_type("gcp:storage/managedFolder:ManagedFolder")}
+    assert sorted(folders.values()) == ["features/churn/", "features/fraud/"]
+    churn = gcp.one("gcp:storage/managedFolderIamMember:ManagedFolderIamMember", "mlkit-gcp-churn-spark").inputs
+    fraud = gcp.one("gcp:storage/managedFolderIamMember:ManagedFolderIamMember", "mlkit-gcp-fraud-spark").inputs
+    assert churn["managedFolder"] == "features/churn/" and fraud["managedFolder"] == "features/fraud/"
+    assert churn["role"] == "roles/storage.objectUser" and churn["member"] != fraud["member"]
 
 
 def test_gcp_read_access_gets_a_viewer_role():
     def build(config):
-        config.cluster.provision("mlkit-gcp", config).bind("reader", "churn", "features/churn", access="read")
+        provision_target(config, "mlkit-gcp").bind("reader", "churn", "features/churn", access="read")
 
     mocks = deploy(config_of("gcp"), build)
-    assert mocks.one("gcp:storage/bucketIAMMember:BucketIAMMember").inputs["role"] == "roles/storage.objectViewer"
+    grant = mocks.one("gcp:storage/managedFolderIamMember:ManagedFolderIamMember").inputs
+    assert grant["role"] == "roles/storage.objectViewer"
 
 
 # --- Azure -------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.clouds import plugin_of
 from infra.stack import load_stack_file
 from tests.infra.helpers import assert_cli, run_cli_process
 
@@ -110,5 +111,5 @@ def test_real_binary_on_this_machine_is_found(tmp_path, bin_dir):
 
 
 def test_the_simulated_cluster_names_make_cluster_when_it_is_not_running(tmp_path):
-    sim = load_stack_file("sim").existing.model_copy(update={"kubeconfig": str(tmp_path / "kubeconfig")})
-    assert sim.credential_problem({}, tmp_path).endswith("start it with `make cluster`")
+    sim = load_stack_file("sim").target.model_copy(update={"kubeconfig": str(tmp_path / "kubeconfig")})
+    assert plugin_of(sim).credential_problem(sim, {}, tmp_path).endswith("start it with `make cluster`")

@@ -8,6 +8,7 @@ import pytest
 from pulumi.runtime.config import set_all_config
 
 from infra import program
+from infra.clouds import plugin_of
 from infra.stack import REPO_ROOT
 from tests.infra.pulumi_mocks import Recorder
 from tests.infra.test_schema import stack_values
@@ -24,23 +25,29 @@ def decrypted(value):
     return [decrypted(v) for v in value] if isinstance(value, list) else value
 
 
-def use_stack(name: str, **overrides) -> Recorder:
+def use_stack(name: str, provider_config: dict[str, str] | None = None, **overrides) -> Recorder:
     """Set Pulumi's runtime config as the engine does: strings, with objects JSON-encoded."""
     values = decrypted({**stack_values(name), **overrides})
-    set_all_config({f"mlkit:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+    config = {f"mlkit:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    set_all_config({**config, **(provider_config or {})})
     mocks = Recorder()
     pulumi.runtime.set_mocks(mocks, project="mlkit", stack=name, preview=False)
     return mocks
 
 
-def built_outputs(stack: str) -> dict:
-    """Run the program's build for a stack under mocks and return its outputs, resolved."""
-    use_stack(stack)
+def built_outputs(stack: str, provider_config: dict[str, str] | None = None, mocks: list | None = None) -> dict:
+    """Run the program's build for a stack under mocks, as main() does, and return its outputs, resolved."""
+    recorder = use_stack(stack, provider_config)
+    if mocks is not None:
+        mocks.append(recorder)
     resolved: dict = {}
 
     @pulumi.runtime.test
     def run_program():
-        return pulumi.Output.from_input(program.build(program.load_config())).apply(resolved.update)
+        raw = program.raw_config()
+        config = program.load_config(raw)
+        settings = program.provider_settings(raw, plugin_of(config.target))
+        return pulumi.Output.from_input(program.build(config, settings)).apply(resolved.update)
 
     run_program()
     return resolved
@@ -64,22 +71,67 @@ STORE_URIS = {
 @pytest.mark.parametrize("stack", ["local", "aws", "gcp", "azure", "onprem"])
 def test_program_builds_each_stack_through_pulumi_config(stack):
     outputs = built_outputs(stack)
-    assert outputs["target"] == stack_values(stack)["target"]
+    assert outputs["target"] == stack_values(stack)["target"]["type"]
     assert outputs["objectStore"] == STORE_URIS[stack]
     assert outputs["components"]["seldon_core"] == "1.17.1"
 
 
 def test_gpu_pools_reach_the_outputs_with_their_scaling_range():
     outputs = built_outputs("aws")
-    assert outputs["nodePools"]["gpu-a10g"] == {"min": 0, "max": 4, "gpu": "a10g"}
-    assert outputs["nodePools"]["system"] == {"min": 2, "max": 6, "gpu": None}
+    gpu = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
+    assert outputs["nodePools"]["gpu-a10g"] == {
+        "min": 0,
+        "max": 4,
+        "gpu": "a10g",
+        "nodeSelector": {"mlkit.io/pool": "gpu-a10g"},
+        "tolerations": [gpu],
+    }
+    assert outputs["nodePools"]["system"] == {
+        "min": 2,
+        "max": 6,
+        "gpu": None,
+        "nodeSelector": {"mlkit.io/pool": "system"},
+        "tolerations": [],
+    }
     assert outputs["gpu"] == {"hasGpuNodes": True, "devicePluginManaged": False}
+
+
+@pytest.mark.parametrize(
+    ("stack", "provider", "given", "expected"),
+    [
+        (
+            "aws",
+            "pulumi:providers:aws",
+            {"aws:profile": "acme-prod", "aws:allowedAccountIds": '["111122223333"]'},
+            # Providers take their non-string settings JSON-encoded: a list passed as a list arrives as this.
+            {"profile": "acme-prod", "allowedAccountIds": '["111122223333"]'},
+        ),
+        (
+            "azure",
+            "pulumi:providers:azure-native",
+            {"azure-native:subscriptionId": "00000000-0000-0000-0000-00000000beef", "azure-native:useOidc": "true"},
+            {"subscriptionId": "00000000-0000-0000-0000-00000000beef", "useOidc": "true"},
+        ),
+        (
+            "gcp",
+            "pulumi:providers:gcp",
+            {"gcp:impersonateServiceAccount": "deployer@p.iam"},
+            {"impersonateServiceAccount": "deployer@p.iam"},
+        ),
+    ],
+)
+def test_the_stacks_provider_settings_reach_the_explicit_provider(stack, provider, given, expected):
+    """An explicit provider reads no stack config: without this, resources land in whatever account is active."""
+    recorded: list[Recorder] = []
+    built_outputs(stack, given, recorded)
+    inputs = recorded[0].one(provider).inputs
+    assert {k: inputs.get(k) for k in expected} == expected
 
 
 def test_a_bad_stack_fails_before_any_resource_with_the_key_path():
     use_stack("aws", nodePools=[{"name": "system", "machineType": "m6i.xlarge", "minSize": 3, "maxSize": 1}])
     with pytest.raises(pulumi.RunError) as caught:
-        program.load_config()
+        program.load_config(program.raw_config())
     message = str(caught.value)
     assert "stacks/Pulumi.aws.yaml (stack aws)" in message
     assert "mlkit:nodePools[0]: minSize (3) must not be greater than maxSize (1)" in message

@@ -24,7 +24,7 @@ def problems(values: dict, decrypted: bool = False) -> list[str]:
 
 def test_safe_defaults():
     config = parse_stack(
-        {"target": "kind", "kind": {}, "storage": {"bucket": "b-1"}, "images": {"registry": "r.example/mlkit"}},
+        {"target": {"type": "kind"}, "storage": {"bucket": "b-1"}, "images": {"registry": "r.example/mlkit"}},
         "test",
         decrypted=False,
     )
@@ -35,7 +35,7 @@ def test_safe_defaults():
 
 
 def test_the_kits_mlflow_image_needs_a_registry_named_in_config():
-    values = {"target": "kind", "kind": {}, "storage": {"bucket": "b-1"}}
+    values = {"target": {"type": "kind"}, "storage": {"bucket": "b-1"}}
     assert problems(values) == [
         "mlkit:images.registry: is required while platform.mlflow is enabled: the tracking server runs the kit's "
         "MLflow image (workloads/mlflow/Dockerfile); build and push it with `make images REGISTRY=<registry>`"
@@ -77,15 +77,26 @@ def test_kind_has_no_gpu_nodes():
 
 
 def test_changing_target_is_a_config_change_only():
-    """The same node pools, storage and teams move from AWS to another target by swapping blocks."""
+    """The same node pools, storage and teams move from AWS to another target by swapping the target block."""
     values = stack_values("aws")
-    del values["aws"]
-    values["target"] = "gcp"
-    values["gcp"] = stack_values("gcp")["gcp"]
+    values["target"] = stack_values("gcp")["target"]
     values["nodePools"] = stack_values("gcp")["nodePools"]
+    values["teams"] = [{**t, "groups": [f"{g}@acme.example" for g in t["groups"]]} for t in values["teams"]]
     config = parse_stack(values, "test", decrypted=False)
-    assert config.target == "gcp" and config.cluster.project == "acme-ml-platform"
+    assert config.target.type == "gcp" and config.target.project == "acme-ml-platform"
     assert [t.name for t in config.teams] == ["churn", "fraud"]
+
+
+def test_a_target_block_of_the_old_shape_says_how_to_migrate():
+    values = stack_values("aws")
+    block = values.pop("target")
+    values.update(target="aws", aws={k: v for k, v in block.items() if k != "type"})
+    assert problems(values) == [
+        "mlkit:target: is now the target's whole block, not its name: move the keys of `mlkit:aws` under "
+        "`mlkit:target` beside `type: aws`, e.g. `mlkit:target: {type: aws, ...}`, and delete `mlkit:aws`"
+    ]
+    del values["target"]
+    assert problems(values)[0].startswith("mlkit:aws: is a target block in the old shape")
 
 
 def test_pulumi_runtime_config_gives_the_same_result_as_the_stack_file():
@@ -99,11 +110,11 @@ def test_pulumi_runtime_config_gives_the_same_result_as_the_stack_file():
 def test_secrets_arrive_decrypted_under_pulumi_but_must_be_ciphertext_in_files():
     values = stack_values("onprem")
     decrypted = copy.deepcopy(values)
-    decrypted["existing"]["objectStore"]["secretAccessKey"] = "s3cr3t"
+    decrypted["target"]["objectStore"]["secretAccessKey"] = "s3cr3t"
     config = parse_stack(decrypted, "test", decrypted=True)
-    assert config.existing.object_store.secret_access_key == "s3cr3t"
+    assert config.target.object_store.secret_access_key == "s3cr3t"
     assert any("secrets may not be written in plain text" in p for p in problems(decrypted))
-    assert load_stack_file("onprem").existing.object_store.secret_access_key.secure.startswith("v1:")
+    assert load_stack_file("onprem").target.object_store.secret_access_key.secure.startswith("v1:")
 
 
 def test_seldon_newer_than_apache_release_needs_the_licence_flag():
@@ -118,18 +129,23 @@ def test_seldon_newer_than_apache_release_needs_the_licence_flag():
 
 def test_overlapping_gcp_ranges_are_rejected():
     values = stack_values("gcp")
-    values["gcp"]["podsCidr"] = "10.0.0.0/14"
+    values["target"]["podsCidr"] = "10.0.0.0/14"
     assert any("network ranges overlap" in p for p in problems(values))
 
 
-def test_json_schema_names_every_top_level_key():
-    from infra.stack import StackConfig
+def test_json_schema_names_every_top_level_key_and_every_target():
+    from infra.stack import stack_model
 
-    schema = StackConfig.model_json_schema(by_alias=True)
-    assert {"target", "nodePools", "storage", "platform", "teams", "aws", "gcp", "azure", "kind", "existing"} <= set(
-        schema["properties"]
-    )
+    schema = stack_model().model_json_schema(by_alias=True)
+    assert {"target", "nodePools", "storage", "platform", "teams", "charts", "images"} <= set(schema["properties"])
     assert schema["required"] == ["target", "storage"]
+    assert set(schema["properties"]["target"]["discriminator"]["mapping"]) == {
+        "aws",
+        "gcp",
+        "azure",
+        "kind",
+        "existing",
+    }
 
 
 def test_provider_secrets_cover_what_the_provider_sdks_mark_secret():

@@ -21,7 +21,7 @@ def test_the_shipped_stacks_are_these():
 
 @pytest.mark.parametrize(("stack", "target"), SHIPPED.items())
 def test_shipped_stack_validates(stack, target):
-    assert load_stack_file(stack).target == target
+    assert load_stack_file(stack).target.type == target
 
 
 def test_validate_passes_on_every_shipped_stack():
@@ -74,7 +74,7 @@ def test_json_output_is_machine_readable():
 def test_key_names_are_printed_as_written_not_as_emoji(tmp_path):
     """Rich turns `:cd:` into a disc unless told not to; `mlkit:cd` is an unknown key, and must read as one."""
     path = tmp_path / "Pulumi.emoji.yaml"
-    path.write_text("config:\n  mlkit:target: kind\n  mlkit:cd: 1\n  mlkit:smile: 2\n")
+    path.write_text("config:\n  mlkit:target: {type: kind}\n  mlkit:cd: 1\n  mlkit:smile: 2\n")
     result = run_cli("validate", str(path))
     assert_cli(result, 1, "mlkit:cd: unknown key", "mlkit:smile: unknown key")
     assert "\N{OPTICAL DISC}" not in result.output

@@ -84,7 +84,7 @@ class LiveStack:
         (self.workdir / "state").mkdir(exist_ok=True)
         if not self.config:
             self.config = copy.deepcopy(yaml.safe_load(SIM_STACK.read_text())["config"])
-            self.config["mlkit:existing"]["kubeconfig"] = str(self.cluster.kubeconfig)
+            self.config["mlkit:target"]["kubeconfig"] = str(self.cluster.kubeconfig)
             self.config["mlkit:charts"] = offline_sources(offline_chart_dir(self.workdir / "charts"))
         # A project of its own (the program linked in): Pulumi writes stack files into the project's
         # stack folder, and the repository's stacks/ must not collect test stacks.

@@ -30,7 +30,7 @@ def refused(stack: LiveStack) -> str:
 def test_a_kubeconfig_that_points_nowhere_fails_before_anything_is_created(stack, tmp_path):
     kubeconfig = (stack.cluster.kubeconfig.read_text()).replace("https://127.0.0.1:", "https://127.0.0.1:1")
     (tmp_path / "nowhere").write_text(kubeconfig)
-    stack.config["mlkit:existing"]["kubeconfig"] = str(tmp_path / "nowhere")
+    stack.config["mlkit:target"]["kubeconfig"] = str(tmp_path / "nowhere")
     stack.write_config()
     output = refused(stack)
     assert "cannot be deployed" in output and "cannot reach the cluster of kubeconfig context 'mlkit-sim'" in output
