@@ -57,9 +57,10 @@ test-slow: setup cluster-tools ## run only the slow end-to-end and load tests
 	.venv/workloads/bin/pytest -m slow tests/workloads $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(CONFINED) .venv/serving/bin/pytest -m slow tests/serving $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-lint: setup ## ruff lint and format check, helm lint of every chart
+lint: setup ## ruff lint and format check, pyright over infra/, helm lint of every chart
 	ruff check .
 	ruff format --check .
+	pyright
 	@for chart in charts/*/; do \
 	  values=$$chart/ci/lint-values.yaml; \
 	  helm lint --strict $$chart $$( [ -f $$values ] && echo --values $$values ) || exit 1; \

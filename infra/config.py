@@ -116,7 +116,7 @@ class GpuSpec(ConfigModel):
     """GPUs per node. ``type`` is cloud-neutral (t4, l4, a10g, a100, h100, ...); each target maps it."""
 
     type: str
-    count: int = Field(1, ge=1, le=16)
+    count: int = Field(default=1, ge=1, le=16)
 
 
 class NodePool(ConfigModel):
@@ -132,7 +132,7 @@ class NodePool(ConfigModel):
     max_size: int = Field(ge=1, le=1000)
     spot: bool = False
     gpu: GpuSpec | None = None
-    disk_size_gb: int = Field(100, ge=20, le=4096)
+    disk_size_gb: int = Field(default=100, ge=20, le=4096)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
 
@@ -170,9 +170,11 @@ class ObjectStorage(ConfigModel):
     versioning: bool = True
     encryption: bool = True
     block_public_access: bool = True
-    noncurrent_version_days: int = Field(30, ge=1, description="delete overwritten object versions after N days")
-    retention_days: int | None = Field(None, ge=1, description="delete objects after N days; unset keeps them")
-    force_destroy: bool = Field(False, description="let `pulumi destroy` delete a non-empty bucket")
+    noncurrent_version_days: int = Field(
+        default=30, ge=1, description="delete overwritten object versions after N days"
+    )
+    retention_days: int | None = Field(default=None, ge=1, description="delete objects after N days; unset keeps them")
+    force_destroy: bool = Field(default=False, description="let `pulumi destroy` delete a non-empty bucket")
 
 
 # --- platform components ---------------------------------------------------------------
@@ -204,7 +206,7 @@ class SeldonCore(Component):
 
     version: str = versions.SELDON_CORE
     accept_license: Literal["BSL-1.1"] | None = Field(
-        None, description="set to 'BSL-1.1' to run a Seldon Core release newer than 1.17.1"
+        default=None, description="set to 'BSL-1.1' to run a Seldon Core release newer than 1.17.1"
     )
 
     @model_validator(mode="after")
@@ -222,7 +224,7 @@ class SeldonCore(Component):
 class Mlflow(Component):
     version: str = versions.MLFLOW
     database_url: Secret | None = Field(
-        None, description="a managed PostgreSQL URL; unset runs PostgreSQL in the cluster"
+        default=None, description="a managed PostgreSQL URL; unset runs PostgreSQL in the cluster"
     )
 
 
@@ -262,12 +264,12 @@ class ChartSource(ConfigModel):
     ``mirrors`` maps the remote kustomize bases that copy references to local directories.
     """
 
-    directory: ProjectPath | None = Field(None, description="a directory holding one directory per chart")
+    directory: ProjectPath | None = Field(default=None, description="a directory holding one directory per chart")
     oci_registry: str | None = Field(
-        None, pattern=r"^oci://[^\s/]+(/[^\s]*)?$", description="e.g. oci://registry.internal/charts"
+        default=None, pattern=r"^oci://[^\s/]+(/[^\s]*)?$", description="e.g. oci://registry.internal/charts"
     )
     kfp_manifests: ProjectPath | None = Field(
-        None, description="a local copy of kubeflow/pipelines manifests/kustomize at the pinned tag"
+        default=None, description="a local copy of kubeflow/pipelines manifests/kustomize at the pinned tag"
     )
     mirrors: dict[str, ProjectPath] = Field(
         default_factory=dict, description="remote kustomize base URL prefix -> local directory"
@@ -284,11 +286,11 @@ class Images(ConfigModel):
     """The registry holding the images the kit builds (`make images REGISTRY=...` pushes them)."""
 
     registry: str | None = Field(
-        None,
+        default=None,
         pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
         description="e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlkit; required where a kit image runs",
     )
-    tag: str = Field(versions.KIT_IMAGE_TAG, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    tag: str = Field(default=versions.KIT_IMAGE_TAG, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
     def image(self, name: str) -> str:
         """The reference of one kit image, e.g. registry/mlkit-mlflow:3.17.0-1."""
@@ -304,7 +306,7 @@ class Quotas(ConfigModel):
 
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
-    gpu: int = Field(0, ge=0, description="requests.nvidia.com/gpu")
+    gpu: int = Field(default=0, ge=0, description="requests.nvidia.com/gpu")
     storage: Quantity = "200Gi"
 
 

@@ -333,7 +333,7 @@ def _stop(pid_file: Path, grace: float = 10) -> None:
 
 # --- command line ---------------------------------------------------------------------------
 
-app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
+app = typer.Typer(help=(__doc__ or "").split("\n\n")[0], no_args_is_help=True, add_completion=False)
 DirOpt = Annotated[Path, typer.Option("--dir", help="where the cluster keeps its files")]
 
 

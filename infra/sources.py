@@ -58,13 +58,14 @@ class Sources:
                 if not (root / path / "kustomization.yaml").is_file():
                     problems.append(f"mlkit:charts.kfpManifests: {root / path}/kustomization.yaml not found")
             for file, reference in _remote_bases(root):
-                if not self._mirror_of(reference):
+                mirror = self._mirror_of(reference)
+                if mirror is None:
                     problems.append(
                         f"mlkit:charts.kfpManifests: {file} references {reference}, which has no local mirror; "
                         "add its URL prefix to mlkit:charts.mirrors"
                     )
-                elif not self._mirror_of(reference).is_dir():
-                    problems.append(f"mlkit:charts.mirrors: {self._mirror_of(reference)} (for {reference}) not found")
+                elif not mirror.is_dir():
+                    problems.append(f"mlkit:charts.mirrors: {mirror} (for {reference}) not found")
         return problems
 
     def _mirror_of(self, reference: str) -> Path | None:
@@ -76,6 +77,7 @@ class Sources:
 
     def _mirrored_kfp(self) -> Path:
         """A scratch copy of the KFP manifests with every remote base pointing at its local mirror."""
+        assert self.config.kfp_manifests, "only called for a stack with a local copy of the KFP manifests"
         source = Path(self.config.kfp_manifests)
         key = hashlib.sha256(repr((str(source), sorted(self.config.mirrors.items()))).encode()).hexdigest()[:12]
         target = SCRATCH / f"kfp-{key}"
@@ -97,7 +99,12 @@ class YamlLoader(yaml.SafeLoader):
     upstream manifests use as a plain string (kustomize delimiters, CRD enums)."""
 
 
-YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+def _plain_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)
+    return str(loader.construct_scalar(node))
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:value", _plain_text)
 
 
 def load_all(text: str) -> list:

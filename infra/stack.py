@@ -16,6 +16,7 @@ from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic_core import ErrorDetails
 
 from infra.clouds import TARGETS
 from infra.config import (
@@ -217,12 +218,13 @@ def load_stack_file(stack: str) -> StackConfig:
     except StackConfigError as e:
         raise StackConfigError(source, e.problems) from None
     try:
-        stack = parse_stack(values, source, decrypted=False)
+        config = parse_stack(values, source, decrypted=False)
     except StackConfigError as e:
         problems += e.problems
-    if problems:
-        raise StackConfigError(source, problems)
-    return stack
+    else:
+        if not problems:
+            return config
+    raise StackConfigError(source, problems)
 
 
 class _Refused(Exception):
@@ -383,7 +385,7 @@ def _key(loc: tuple) -> str:
     return out
 
 
-def _problem_from_pydantic(err: dict) -> Problem:
+def _problem_from_pydantic(err: ErrorDetails) -> Problem:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "missing":
@@ -485,10 +487,13 @@ def _decode(raw: Any) -> Any:
 
 # libyaml's parser where PyYAML was built with it: several times faster. Its composer recurses in C,
 # so _check_shape caps the nesting before it runs.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+try:
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _BaseLoader
 
 
-class _StrictLoader(_BaseLoader):
+class _StrictLoader(_BaseLoader):  # pyright: ignore[reportGeneralTypeIssues] - libyaml's loader where PyYAML has it
     """SafeLoader that rejects duplicate keys, which plain YAML silently overwrites, and overlong integers."""
 
     def construct_mapping(self, node, deep=False):

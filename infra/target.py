@@ -11,11 +11,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import pulumi
 
 from infra.config import ChartSource, NodePool, ObjectStorage, Taint, TargetConfig
+
+if TYPE_CHECKING:
+    from pulumi_kubernetes.networking.v1 import NetworkPolicyEgressRuleArgsDict as EgressRule
+else:
+    EgressRule = dict
 
 Access = Literal["read", "readwrite"]
 
@@ -130,7 +135,7 @@ class ClusterArgs(Generic[C]):
     node_pools: tuple[NodePool, ...]
     storage: ObjectStorage
     kubernetes_version: str
-    charts: ChartSource = field(default_factory=ChartSource)
+    charts: ChartSource = field(default_factory=lambda: ChartSource())
     # The target provider's own stack settings (`aws:profile`, `azure-native:subscriptionId`, ...), as
     # keyword arguments of its explicit Provider: an explicit provider reads none of them by itself.
     provider_settings: Mapping[str, Any] = field(default_factory=dict)
@@ -153,7 +158,7 @@ class ClusterTarget(ABC):
     nodes_ready: tuple[pulumi.Resource, ...] = ()
     # NetworkPolicy egress rules team pods need on this target beyond the platform's own openings,
     # e.g. GKE's metadata server, through which Workload Identity hands out credentials.
-    egress: tuple[dict, ...] = ()
+    egress: tuple[EgressRule, ...] = ()
     # Taints the target puts on a pool's nodes by itself (AKS: spot pools), besides the user's and the GPU taint.
     imposed_taints: Mapping[str, tuple[Taint, ...]] = MappingProxyType({})
 

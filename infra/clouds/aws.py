@@ -13,7 +13,7 @@ import pulumi
 from pydantic import Field, model_validator
 
 from infra import versions
-from infra.clouds.common import bounded_name, exec_kubeconfig, s3a_conf, taint_enum
+from infra.clouds.common import EFFECT_ENUMS, bounded_name, exec_kubeconfig, s3a_conf
 from infra.clouds.registry import TargetPlugin, register
 from infra.config import Cidr, ConfigModel, NodePool, ObjectStorage, TargetConfig, Team
 from infra.sources import Sources
@@ -39,8 +39,10 @@ class AccessEntry(ConfigModel):
     groups: list[str] = Field(
         default_factory=list, description="Kubernetes groups, e.g. a team's `groups` entry; never system:*"
     )
-    username: str | None = Field(None, description="the Kubernetes user name (a team's `members` entry)")
-    cluster_admin: bool = Field(False, description="full admin on the whole cluster (AmazonEKSClusterAdminPolicy)")
+    username: str | None = Field(default=None, description="the Kubernetes user name (a team's `members` entry)")
+    cluster_admin: bool = Field(
+        default=False, description="full admin on the whole cluster (AmazonEKSClusterAdminPolicy)"
+    )
 
     @model_validator(mode="after")
     def _no_system_groups(self) -> AccessEntry:
@@ -53,7 +55,7 @@ class AccessEntry(ConfigModel):
 class AwsConfig(TargetConfig):
     """``mlkit:target`` with ``type: aws``."""
 
-    type: Literal["aws"]
+    type: Literal["aws"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # Instance families by the GPU they carry.
     gpu_machine_types: ClassVar[dict[str, str]] = {
         "t4": r"g4dn\.",
@@ -70,16 +72,16 @@ class AwsConfig(TargetConfig):
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     availability_zones: list[str] = Field(min_length=2, description="at least two, for the private subnets")
     vpc_cidr: Cidr = "10.0.0.0/16"
-    private_endpoint: bool = Field(False, description="API server reachable only from inside the VPC")
+    private_endpoint: bool = Field(default=False, description="API server reachable only from inside the VPC")
     public_access_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"], description="who may reach a public API endpoint"
     )
     gpu_ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"] = Field(
-        "AL2023_x86_64_NVIDIA",
+        default="AL2023_x86_64_NVIDIA",
         description="Bottlerocket ships the NVIDIA device plugin; AL2023 leaves it to the platform",
     )
     nat_gateway_per_zone: bool = Field(
-        False, description="one NAT gateway per zone (resilient) instead of one (cheaper)"
+        default=False, description="one NAT gateway per zone (resilient) instead of one (cheaper)"
     )
     access_entries: list[AccessEntry] = Field(
         default_factory=list, description="IAM principals let into the cluster, and the Kubernetes groups they get"
@@ -133,6 +135,11 @@ def credential_problem(config: AwsConfig, env: Mapping[str, str], home: Path) ->
 MANAGED_POLICY = "arn:aws:iam::aws:policy/"
 # What cluster-autoscaler reads to know a pool's nodes carry GPUs, before any exists.
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+
+
+def role_name_prefix(name: str) -> str:
+    """IAM role names end at 64 characters; a prefix of at most 38 leaves AWS room for its unique suffix."""
+    return bounded_name(name, 37) + "-"
 
 
 def _assume_role(service: str) -> str:
@@ -330,7 +337,12 @@ class EksCluster(pulumi.ComponentResource):
         secrets_key = aws.kms.Key(
             f"{name}-secrets", description=f"{name} EKS secrets", enable_key_rotation=True, opts=child
         )
-        role = aws.iam.Role(f"{name}-cluster", assume_role_policy=_assume_role("eks.amazonaws.com"), opts=child)
+        role = aws.iam.Role(
+            f"{name}-cluster",
+            name_prefix=role_name_prefix(f"{name}-cluster"),
+            assume_role_policy=_assume_role("eks.amazonaws.com"),
+            opts=child,
+        )
         policy = aws.iam.RolePolicyAttachment(
             f"{name}-cluster", role=role.name, policy_arn=MANAGED_POLICY + "AmazonEKSClusterPolicy", opts=child
         )
@@ -351,7 +363,7 @@ class EksCluster(pulumi.ComponentResource):
             enabled_cluster_log_types=["api", "audit", "authenticator"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
-        issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        issuer = self.cluster.identities.apply(_oidc_issuer)
         self.oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], opts=child
         )
@@ -411,7 +423,12 @@ class EksNodeGroups(pulumi.ComponentResource):
         import pulumi_aws as aws
 
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(f"{name}-nodes", assume_role_policy=_assume_role("ec2.amazonaws.com"), opts=child)
+        role = aws.iam.Role(
+            f"{name}-nodes",
+            name_prefix=role_name_prefix(f"{name}-nodes"),
+            assume_role_policy=_assume_role("ec2.amazonaws.com"),
+            opts=child,
+        )
         attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-nodes-{policy}", role=role.name, policy_arn=MANAGED_POLICY + policy, opts=child
@@ -437,7 +454,10 @@ class EksNodeGroups(pulumi.ComponentResource):
                 ami_type=config.gpu_ami_type if pool.gpu else "AL2023_x86_64_STANDARD",
                 disk_size=pool.disk_size_gb,
                 labels=labels,
-                taints=[taint_enum(t) for t in pool_taints(pool)],
+                taints=[
+                    {"key": t.key, "value": t.value or None, "effect": EFFECT_ENUMS[t.effect]}
+                    for t in pool_taints(pool)
+                ],
                 # What cluster-autoscaler needs to scale a pool up from zero nodes.
                 tags={
                     **{f"k8s.io/cluster-autoscaler/node-template/label/{k}": v for k, v in labels.items()},
@@ -502,16 +522,21 @@ class S3Bucket(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-bucket-tls", bucket=self.bucket.id, policy=self.bucket.arn.apply(_tls_only_policy), opts=child
         )
-        rule: dict = {
-            "id": "expire-old-versions",
-            "status": "Enabled",
-            "filter": {},
-            "noncurrent_version_expiration": {"noncurrent_days": storage.noncurrent_version_days},
-            "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-        }
-        if storage.retention_days:
-            rule["expiration"] = {"days": storage.retention_days}
-        aws.s3.BucketLifecycleConfiguration(f"{name}-bucket", bucket=self.bucket.id, rules=[rule], opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-bucket",
+            bucket=self.bucket.id,
+            rules=[
+                {
+                    "id": "expire-old-versions",
+                    "status": "Enabled",
+                    "filter": {},
+                    "noncurrent_version_expiration": {"noncurrent_days": storage.noncurrent_version_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                    "expiration": {"days": storage.retention_days} if storage.retention_days else None,
+                }
+            ],
+            opts=child,
+        )
         self.register_outputs({"bucket": self.bucket.bucket})
 
 
@@ -556,10 +581,9 @@ class AwsCluster(pulumi.ComponentResource, ClusterTarget):
         trust = pulumi.Output.all(self.eks.oidc.arn, self.eks.oidc.url).apply(
             lambda a: irsa_trust_policy(a[0], a[1], namespace, service_account)
         )
-        # IAM role names end at 64 characters; a prefix of at most 38 leaves AWS room for its unique suffix.
         role = aws.iam.Role(
             f"{self.name}-{key}",
-            name_prefix=bounded_name(f"{self.name}-{key}", 37) + "-",
+            name_prefix=role_name_prefix(f"{self.name}-{key}"),
             assume_role_policy=trust,
             opts=self._child,
         )
@@ -651,6 +675,12 @@ class AwsCluster(pulumi.ComponentResource, ClusterTarget):
             },
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=list(self.nodes_ready))),
         )
+
+
+def _oidc_issuer(identities) -> str:
+    issuer = identities[0].oidcs[0].issuer if identities and identities[0].oidcs else None
+    assert issuer, "EKS reports an OIDC issuer for every cluster"
+    return issuer
 
 
 def _tls_only_policy(bucket_arn: str) -> str:

@@ -6,7 +6,7 @@ import base64
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import pulumi
 import yaml
@@ -37,7 +37,7 @@ AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 class AzureConfig(TargetConfig):
     """``mlkit:target`` with ``type: azure``. The stack's storage bucket is a container in ``storageAccount``."""
 
-    type: Literal["azure"]
+    type: Literal["azure"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # VM size families by the GPU they carry.
     gpu_machine_types: ClassVar[dict[str, str]] = {
         "t4": r"Standard_NC\d+as_T4_v3$",
@@ -54,7 +54,7 @@ class AzureConfig(TargetConfig):
     )
 
     location: str = Field(pattern=r"^[a-z]+[a-z0-9]*$")
-    resource_group: str | None = Field(None, description="defaults to mlkit-<stack>")
+    resource_group: str | None = Field(default=None, description="defaults to mlkit-<stack>")
     storage_account: str = Field(pattern=r"^[a-z0-9]{3,24}$")
     vnet_cidr: Cidr = "10.20.0.0/16"
     private_cluster: bool = False
@@ -113,7 +113,7 @@ def prefix_condition(prefix: str) -> str:
     )
 
 
-def agent_pool_profile(pool: NodePool, subnet_id: pulumi.Input[str]) -> dict:
+def agent_pool_profile(pool: NodePool, subnet_id: pulumi.Input[str]) -> dict[str, Any]:
     """An AKS agent pool as the ManagedCluster and AgentPool APIs both take it."""
     spot = (
         {"scale_set_priority": "Spot", "scale_set_eviction_policy": "Delete", "spot_max_price": -1} if pool.spot else {}
@@ -205,9 +205,11 @@ class AksCluster(pulumi.ComponentResource):
             location=config.location,
             dns_prefix=name,
             kubernetes_version=version,
-            identity={"type": "SystemAssigned"},
+            identity={"type": azure.containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
             agent_pool_profiles=[
-                {"name": system.name, "mode": "System", **agent_pool_profile(system, network.subnet.id)}
+                azure.containerservice.ManagedClusterAgentPoolProfileArgs(
+                    name=system.name, mode="System", **agent_pool_profile(system, network.subnet.id)
+                )
             ],
             oidc_issuer_profile={"enabled": True},
             security_profile={"workload_identity": {"enabled": True}},
@@ -349,7 +351,7 @@ class AzureCluster(pulumi.ComponentResource, ClusterTarget):
             account_name=self.account.name,
             resource_group_name=self.group.name,
             container_name=storage.bucket,
-            public_access="None",
+            public_access=azure.storage.PublicAccess.NONE,
             opts=child,
         )
         self._subscription = azure.authorization.get_client_config_output(
@@ -375,7 +377,7 @@ class AzureCluster(pulumi.ComponentResource, ClusterTarget):
             key,
             resource_name_=identity.name,
             resource_group_name=self.group.name,
-            issuer=self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url),
+            issuer=self.cluster.oidc_issuer_profile.apply(_issuer_url),
             subject=f"system:serviceaccount:{namespace}:{service_account}",
             audiences=["api://AzureADTokenExchange"],
             opts=self._child,
@@ -405,6 +407,11 @@ class AzureCluster(pulumi.ComponentResource, ClusterTarget):
 
     def hadoop_conf(self) -> dict[str, pulumi.Input[str]]:
         return abfs_conf()
+
+
+def _issuer_url(profile) -> str:
+    assert profile and profile.issuer_url, "the cluster is created with its OIDC issuer enabled"
+    return profile.issuer_url
 
 
 PLUGIN = register(

@@ -9,18 +9,13 @@ import pulumi
 
 from infra.config import Taint
 
-# AWS and GCP spell taint effects as enums.
+# AWS and GCP spell taint effects as enums (their taint dicts are written where their SDKs' types check them).
 EFFECT_ENUMS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 
 
 def taint_string(taint: Taint) -> str:
     """`key=value:Effect`, as kubelet flags and AKS take them."""
     return f"{taint.key}={taint.value}:{taint.effect}" if taint.value else f"{taint.key}:{taint.effect}"
-
-
-def taint_enum(taint: Taint) -> dict[str, str | None]:
-    """A taint as EKS and GKE take it."""
-    return {"key": taint.key, "value": taint.value or None, "effect": EFFECT_ENUMS[taint.effect]}
 
 
 def bounded_name(name: str, limit: int) -> str:

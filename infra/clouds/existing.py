@@ -37,16 +37,16 @@ class ExistingObjectStore(ConfigModel):
     """
 
     scheme: Literal["s3", "gs", "abfss"] = "s3"
-    endpoint: HttpUrl | None = Field(None, description="S3-compatible endpoint; unset uses the cloud default")
+    endpoint: HttpUrl | None = Field(default=None, description="S3-compatible endpoint; unset uses the cloud default")
     region: str = "us-east-1"
-    path_style: bool = Field(True, description="path-style S3 addressing, which most on-prem stores need")
+    path_style: bool = Field(default=True, description="path-style S3 addressing, which most on-prem stores need")
     access_key_id: Secret | None = None
     secret_access_key: Secret | None = None
     team_keys: dict[str, StoreKeys] = Field(
         default_factory=dict, description="team name -> that team's own key pair, scoped on the store to its prefix"
     )
     share_keys_with_teams: bool = Field(
-        False, description="let teams without teamKeys use the platform's keys (and so reach each other's data)"
+        default=False, description="let teams without teamKeys use the platform's keys (and so reach each other's data)"
     )
 
     @model_validator(mode="after")
@@ -72,7 +72,7 @@ class ExistingObjectStore(ConfigModel):
 class ExistingConfig(TargetConfig):
     """``mlkit:target`` with ``type: existing``. Node pools describe the cluster's nodes; nothing is provisioned."""
 
-    type: Literal["existing"]
+    type: Literal["existing"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
 
     # On-prem GPU nodes carry whatever GPU their owners bought; the type is a label value.
     gpu_machine_types: ClassVar[dict[str, str]] = {
@@ -81,17 +81,17 @@ class ExistingConfig(TargetConfig):
     provisions_nodes: ClassVar[bool] = False
 
     kubeconfig: ProjectPath | None = Field(
-        None,
+        default=None,
         description="path to a kubeconfig (relative: to the project root); unset uses KUBECONFIG or ~/.kube/config",
     )
     context: str = Field(min_length=1)
     object_store: ExistingObjectStore
-    storage_class: str = Field("standard", description="the cluster's storage class for platform volumes")
+    storage_class: str = Field(default="standard", description="the cluster's storage class for platform volumes")
     gpu_device_plugin_managed: bool = Field(
-        False, description="true where the NVIDIA GPU operator or device plugin already runs"
+        default=False, description="true where the NVIDIA GPU operator or device plugin already runs"
     )
     simulated: bool = Field(
-        False,
+        default=False,
         description="true for a cluster whose nodes kwok simulates (`make cluster`): no pod runs, "
         "so the platform's admission webhooks are left out",
     )

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import pulumi
 from pydantic import Field, model_validator
 
-from infra.clouds.common import bounded_name, exec_kubeconfig, gcs_conf, taint_enum
+from infra.clouds.common import EFFECT_ENUMS, bounded_name, exec_kubeconfig, gcs_conf
 from infra.clouds.registry import TargetPlugin, register
 from infra.config import Cidr, NodePool, ObjectStorage, TargetConfig, Team, cidr_overlaps
 from infra.target import (
@@ -20,6 +20,7 @@ from infra.target import (
     Access,
     ClusterArgs,
     ClusterTarget,
+    EgressRule,
     IdentityBinding,
     ObjectStore,
     gpu_scheduling,
@@ -53,7 +54,7 @@ def accelerator(gpu_type: str, machine_type: str) -> str:
 class GcpConfig(TargetConfig):
     """``mlkit:target`` with ``type: gcp``."""
 
-    type: Literal["gcp"]
+    type: Literal["gcp"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # Accelerators attach to N1 machines; the newer ones come only with their own series.
     gpu_machine_types: ClassVar[dict[str, str]] = {
         "t4": r"n1-",
@@ -73,14 +74,14 @@ class GcpConfig(TargetConfig):
     region: str = Field(pattern=r"^[a-z]+-[a-z]+\d$")
     zones: list[str] = Field(min_length=1)
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] | None = Field(
-        "REGULAR", description="unset pins kubernetes.version with no automatic upgrades"
+        default="REGULAR", description="unset pins kubernetes.version with no automatic upgrades"
     )
     private_nodes: bool = True
     public_access_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"], description="who may reach the public API endpoint"
     )
     rbac_security_group: str | None = Field(
-        None,
+        default=None,
         description="the gke-security-groups@<domain> Google Group whose member groups team RBAC may name",
     )
     subnet_cidr: Cidr = "10.0.0.0/20"
@@ -142,9 +143,9 @@ def credential_problem(config: GcpConfig, env: Mapping[str, str], home: Path) ->
 # --- provisioning ----------------------------------------------------------------------------------
 
 # Workload Identity hands out tokens through the GKE metadata server; Dataplane V2 also serves it on .252:988.
-METADATA_EGRESS = (
-    {"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}], "ports": [{"protocol": "TCP", "port": 80}]},
-    {"to": [{"ipBlock": {"cidr": "169.254.169.252/32"}}], "ports": [{"protocol": "TCP", "port": 988}]},
+METADATA_EGRESS: tuple[EgressRule, ...] = (
+    {"to": [{"ip_block": {"cidr": "169.254.169.254/32"}}], "ports": [{"protocol": "TCP", "port": 80}]},
+    {"to": [{"ip_block": {"cidr": "169.254.169.252/32"}}], "ports": [{"protocol": "TCP", "port": 988}]},
 )
 OBJECT_ROLES = {"readwrite": "roles/storage.objectUser", "read": "roles/storage.objectViewer"}
 
@@ -205,10 +206,6 @@ class GkeCluster(pulumi.ComponentResource):
                 member=self.node_member,
                 opts=child,
             )
-        node_defaults = {
-            "service_account": self.node_account.email,
-            "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-        }
         self.cluster = gcp.container.Cluster(
             f"{name}-gke",
             name=name,
@@ -219,7 +216,10 @@ class GkeCluster(pulumi.ComponentResource):
             remove_default_node_pool=True,
             initial_node_count=1,
             # The short-lived default pool runs as the kit's node account too, not the default compute one.
-            node_config=node_defaults,
+            node_config={
+                "service_account": self.node_account.email,
+                "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            },
             deletion_protection=False,
             release_channel={"channel": config.release_channel or "UNSPECIFIED"},
             min_master_version=None if config.release_channel else version,
@@ -285,26 +285,32 @@ class GkeNodePools(pulumi.ComponentResource):
         zones = max(len(config.zones), 1)
         self.pools: dict[str, pulumi.Resource] = {}
         for pool in pools:
-            node_config: dict = {
-                "machine_type": pool.machine_type,
-                "spot": pool.spot,
-                "disk_size_gb": pool.disk_size_gb,
-                "service_account": cluster.node_account.email,
-                "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-                "labels": pool_labels(pool),
-                "taints": [taint_enum(t) for t in pool_taints(pool)],
-                "workload_metadata_config": {"mode": "GKE_METADATA"},  # pods get Workload Identity, not the node's SA
-                "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
-            }
-            if pool.gpu:
-                assert pool.machine_type, "validation requires a machine type on GCP"
-                node_config["guest_accelerators"] = [
+            assert pool.machine_type, "validation requires a machine type on GCP"
+            accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgsDict] = (
+                [
                     {
                         "type": accelerator(pool.gpu.type, pool.machine_type),
                         "count": pool.gpu.count,
                         "gpu_driver_installation_config": {"gpu_driver_version": "LATEST"},
                     }
                 ]
+                if pool.gpu
+                else []
+            )
+            node_config: gcp.container.NodePoolNodeConfigArgsDict = {
+                "machine_type": pool.machine_type,
+                "spot": pool.spot,
+                "disk_size_gb": pool.disk_size_gb,
+                "service_account": cluster.node_account.email,
+                "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                "labels": pool_labels(pool),
+                "taints": [
+                    {"key": t.key, "value": t.value, "effect": EFFECT_ENUMS[t.effect]} for t in pool_taints(pool)
+                ],
+                "workload_metadata_config": {"mode": "GKE_METADATA"},  # pods get Workload Identity, not the node's SA
+                "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+                "guest_accelerators": accelerators or None,
+            }
             self.pools[pool.name] = gcp.container.NodePool(
                 f"{name}-{pool.name}",
                 # A prefix, not a name: a change that replaces the pool creates the new one beside the old.
@@ -333,14 +339,15 @@ class GcsBucket(pulumi.ComponentResource):
         super().__init__("mlkit:gcp:Bucket", name, None, opts)
         import pulumi_gcp as gcp
 
-        rules: list[dict] = [
-            {
-                "action": {"type": "Delete"},
-                "condition": {"days_since_noncurrent_time": storage.noncurrent_version_days, "with_state": "ARCHIVED"},
-            }
-        ]
-        if storage.retention_days:
-            rules.append({"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}})
+        old_versions: gcp.storage.BucketLifecycleRuleArgsDict = {
+            "action": {"type": "Delete"},
+            "condition": {"days_since_noncurrent_time": storage.noncurrent_version_days, "with_state": "ARCHIVED"},
+        }
+        retention: list[gcp.storage.BucketLifecycleRuleArgsDict] = (
+            [{"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}]
+            if storage.retention_days
+            else []
+        )
         # Data at rest is always encrypted on GCS (Google-managed keys); `encryption` needs no resource here.
         self.bucket = gcp.storage.Bucket(
             f"{name}-bucket",
@@ -349,7 +356,7 @@ class GcsBucket(pulumi.ComponentResource):
             uniform_bucket_level_access=True,  # managed folders (per-prefix IAM) need it
             public_access_prevention="enforced" if storage.block_public_access else "inherited",
             versioning={"enabled": storage.versioning},
-            lifecycle_rules=rules,
+            lifecycle_rules=[old_versions, *retention],
             force_destroy=storage.force_destroy,
             opts=pulumi.ResourceOptions(parent=self),
         )

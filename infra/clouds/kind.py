@@ -38,12 +38,12 @@ from infra.target import (
 class KindConfig(TargetConfig):
     """``mlkit:target`` with ``type: kind``. Node pools become kind worker nodes (minSize of each)."""
 
-    type: Literal["kind"]
+    type: Literal["kind"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # The control-plane node runs system pods, and workers are containers, not machines.
     provisions_nodes: ClassVar[bool] = False
 
     cluster_name: DnsLabel = "mlkit"
-    node_image: str = Field("kindest/node:v1.34.0", description="pins the Kubernetes version of the nodes")
+    node_image: str = Field(default="kindest/node:v1.34.0", description="pins the Kubernetes version of the nodes")
 
     def node_pool_problems(self, pool: NodePool) -> list[tuple[str, str]]:
         problems = super().node_pool_problems(pool)

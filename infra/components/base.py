@@ -7,7 +7,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import ChartSource
 from infra.sources import Sources
-from infra.target import ClusterTarget
+from infra.target import Access, ClusterTarget
 
 PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
 
@@ -71,7 +71,7 @@ def bound_service_account(
     namespace: pulumi.Input[str],
     prefix: str,
     *depends_on: pulumi.Resource,
-    access="readwrite",
+    access: Access = "readwrite",
     created_elsewhere: bool = False,
 ):
     """A ServiceAccount bound by the target to ``prefix`` of the platform bucket; its Secret of keys where the target uses keys.

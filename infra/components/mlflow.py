@@ -3,9 +3,17 @@
 The database is in the cluster unless config names a managed one (platform.mlflow.databaseUrl).
 Artifacts go through the server (--serve-artifacts) with the server's own bound identity:
 no static cloud keys on cloud targets.
+
+Teams do not share it unchecked: the server runs MLflow's basic-auth app with no access by default,
+and each team has one MLflow user whose credentials are the Secret ``mlflow-credentials`` in its
+namespace (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, which MLflow's client reads). A user
+reaches what it created, the artifacts behind it included; docs/security.md says what that covers.
 """
 
 from __future__ import annotations
+
+import hashlib
+import urllib.parse
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -14,6 +22,7 @@ from infra import versions
 from infra.components.base import PART_OF, PlatformComponent, bound_service_account
 from infra.config import Mlflow as MlflowConfig
 from infra.target import ClusterTarget
+from workloads.mlflow import auth
 
 NAMESPACE = "mlflow"
 PORT = 5000
@@ -27,6 +36,9 @@ ALLOWED_HOSTS = (
     f"localhost:{PORT}",
     f"127.0.0.1:{PORT}",
 )
+# The teams' MLflow passwords are HMACs of the database credential: a short one could be guessed offline
+# by anyone holding one team's password.
+MIN_DATABASE_PASSWORD = 16
 RESTRICTED = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -36,10 +48,21 @@ RESTRICTED = {
 
 
 class Mlflow(PlatformComponent):
-    def __init__(self, name: str, target: ClusterTarget, config: MlflowConfig, image: str, opts=None):
+    """The tracking server; ``teams`` maps each team to its namespace, where its MLflow credentials go."""
+
+    def __init__(
+        self,
+        name: str,
+        target: ClusterTarget,
+        config: MlflowConfig,
+        image: str,
+        teams: dict[str, k8s.core.v1.Namespace] | None = None,
+        opts=None,
+    ):
         super().__init__("Mlflow", name, target, opts)
         namespace = self.namespace(NAMESPACE)
         database_url = self._database(config, namespace)
+        auth_secrets = self._auth(database_url, teams or {}, namespace)
         database = k8s.core.v1.Secret(
             f"{name}-database-url",
             metadata={"name": "mlflow-database", "namespace": NAMESPACE, "labels": PART_OF},
@@ -53,11 +76,19 @@ class Mlflow(PlatformComponent):
                 "name": "MLFLOW_BACKEND_STORE_URI",
                 "valueFrom": {"secretKeyRef": {"name": "mlflow-database", "key": "url"}},
             },
-            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+            *({"name": k, "value": v} for k, v in auth.server_env().items()),
+            {
+                "name": "MLFLOW_FLASK_SERVER_SECRET_KEY",
+                "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "flask-secret-key"}},
+            },
         ]
         if target.object_store.endpoint:
             env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": target.object_store.endpoint})
         labels = {"app.kubernetes.io/name": "mlflow", **PART_OF}
+        auth_mounts = [
+            {"name": "auth", "mountPath": auth.AUTH_DIR, "readOnly": True},
+            {"name": "users", "mountPath": auth.USERS_DIR, "readOnly": True},
+        ]
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-server",
             metadata={"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
@@ -65,32 +96,47 @@ class Mlflow(PlatformComponent):
                 "replicas": 1,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}},
                 "template": {
-                    "metadata": {"labels": {**labels, **binding.pod_labels}},
+                    "metadata": {
+                        "labels": {**labels, **binding.pod_labels},
+                        # A team added or removed, or a credential rotated: a new pod, whose init container syncs the users.
+                        "annotations": {"mlkit.io/auth-revision": auth_secrets["revision"]},
+                    },
                     "spec": {
                         "serviceAccountName": "mlflow",
                         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+                        # The teams' users into the auth store before the server answers anyone.
+                        "initContainers": [
+                            {
+                                "name": "sync-users",
+                                "image": image,
+                                "args": ["python", auth.IMAGE_PATH, "sync", "--users", auth.USERS_DIR],
+                                "env": env,
+                                "volumeMounts": auth_mounts,
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                                    "limits": {"memory": "512Mi"},
+                                },
+                                "securityContext": RESTRICTED,
+                            }
+                        ],
                         "containers": [
                             {
                                 "name": "mlflow",
                                 "image": image,
                                 "args": [
-                                    "mlflow",
-                                    "server",
-                                    "--host",
-                                    "0.0.0.0",
-                                    "--port",
-                                    str(PORT),
-                                    "--backend-store-uri",
-                                    "$(MLFLOW_BACKEND_STORE_URI)",
-                                    "--serve-artifacts",
-                                    "--artifacts-destination",
-                                    self.artifacts,
+                                    *auth.server_args(
+                                        host="0.0.0.0",
+                                        port=PORT,
+                                        backend_store_uri="$(MLFLOW_BACKEND_STORE_URI)",
+                                        artifacts_destination=self.artifacts,
+                                    ),
                                     # MLflow 3 answers 403 to a Host it does not know (its /health stays 200).
                                     "--allowed-hosts",
                                     ",".join(ALLOWED_HOSTS),
                                 ],
                                 "ports": [{"name": "http", "containerPort": PORT}],
                                 "env": env,
+                                "volumeMounts": [auth_mounts[0]],
                                 "envFrom": [{"secretRef": {"name": "mlflow-object-store"}}]
                                 if binding.credentials
                                 else [],
@@ -107,10 +153,14 @@ class Mlflow(PlatformComponent):
                                 "securityContext": RESTRICTED,
                             }
                         ],
+                        "volumes": [
+                            {"name": "auth", "secret": {"secretName": "mlflow-auth", "defaultMode": 0o440}},
+                            {"name": "users", "secret": {"secretName": "mlflow-users", "defaultMode": 0o440}},
+                        ],
                     },
                 },
             },
-            opts=self.opts(account, database),
+            opts=self.opts(account, database, *auth_secrets["resources"]),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
@@ -124,7 +174,52 @@ class Mlflow(PlatformComponent):
         self.url = f"http://mlflow.{NAMESPACE}.svc.cluster.local:{PORT}"
         self.register_outputs({"url": self.url})
 
+    def _auth(self, database_url: pulumi.Output, teams: dict[str, k8s.core.v1.Namespace], namespace) -> dict:
+        """The auth app's config, the server's copy of the team users, and each team's own credentials.
+
+        Every password is derived from the database credential (workloads/mlflow/auth.py): nothing is
+        generated at deploy time, and Pulumi keeps each value as a secret.
+        """
+        root = pulumi.Output.secret(database_url)
+        config = k8s.core.v1.Secret(
+            f"{self.name}-auth",
+            metadata={"name": "mlflow-auth", "namespace": NAMESPACE, "labels": PART_OF},
+            string_data={
+                auth.AUTH_CONFIG: root.apply(lambda r: auth.auth_config(r, auth.admin_password(r))),
+                "flask-secret-key": root.apply(auth.flask_secret_key),
+                "admin-username": auth.ADMIN_USERNAME,
+                "admin-password": root.apply(auth.admin_password),
+            },
+            opts=self.opts(namespace),
+        )
+        passwords = {team: root.apply(lambda r, t=team: auth.team_password(r, t)) for team in sorted(teams)}
+        users = k8s.core.v1.Secret(
+            f"{self.name}-users",
+            metadata={"name": "mlflow-users", "namespace": NAMESPACE, "labels": PART_OF},
+            string_data={auth.team_username(team): password for team, password in passwords.items()},
+            opts=self.opts(namespace),
+        )
+        for team, password in passwords.items():
+            k8s.core.v1.Secret(
+                f"{self.name}-credentials-{team}",
+                metadata={"name": auth.CREDENTIALS_SECRET, "namespace": team, "labels": PART_OF},
+                string_data={auth.USERNAME_KEY: auth.team_username(team), auth.PASSWORD_KEY: password},
+                opts=self.opts(teams[team]),
+            )
+        # Nothing derived from a secret goes into the pod template (a hash of a weak one can be guessed
+        # offline): the team list only. After rotating the database credential, restart the Deployment.
+        revision = hashlib.sha256(",".join(sorted(teams)).encode()).hexdigest()[:16]
+        return {"resources": [config, users], "revision": revision}
+
     def _database(self, config: MlflowConfig, namespace) -> pulumi.Input[str]:
+        if isinstance(config.database_url, str):
+            password = urllib.parse.urlsplit(config.database_url).password or ""
+            if len(password) < MIN_DATABASE_PASSWORD:
+                raise pulumi.RunError(
+                    f"platform.mlflow.databaseUrl: its password has {len(password)} characters, expected at least "
+                    f"{MIN_DATABASE_PASSWORD}: the teams' MLflow credentials are derived from it (docs/security.md); "
+                    "use a generated one"
+                )
         if config.database_url:
             return pulumi.Output.secret(config.database_url if isinstance(config.database_url, str) else "")
         import pulumi_random as random

@@ -40,13 +40,13 @@ class TeamAccess(pulumi.ComponentResource):
             },
             rules=[
                 {
-                    "apiGroups": ["sparkoperator.k8s.io"],
+                    "api_groups": ["sparkoperator.k8s.io"],
                     "resources": ["sparkapplications", "scheduledsparkapplications"],
                     "verbs": ["*"],
                 },
-                {"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["*"]},
+                {"api_groups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["*"]},
                 {
-                    "apiGroups": ["monitoring.coreos.com"],
+                    "api_groups": ["monitoring.coreos.com"],
                     "resources": ["servicemonitors", "podmonitors", "prometheusrules"],
                     "verbs": ["*"],
                 },
@@ -86,20 +86,23 @@ class TeamWorkspace(PlatformComponent):
                 "limits": [
                     {
                         "type": "Container",
-                        "defaultRequest": {"cpu": "100m", "memory": "256Mi"},
+                        "default_request": {"cpu": "100m", "memory": "256Mi"},
                         "default": {"cpu": "1", "memory": "2Gi"},
                     }
                 ]
             },
             opts=self.opts(after_ns),
         )
-        subjects = [{"kind": "Group", "name": g, "apiGroup": "rbac.authorization.k8s.io"} for g in team.groups]
-        subjects += [{"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"} for u in team.members]
+        subjects: list[k8s.rbac.v1.SubjectArgsDict] = [
+            {"kind": kind, "name": name, "api_group": "rbac.authorization.k8s.io"}
+            for kind, names in (("Group", team.groups), ("User", team.members))
+            for name in names
+        ]
         if subjects:
             k8s.rbac.v1.RoleBinding(
                 f"{name}-edit",
                 metadata={"name": "team-edit", "namespace": ns, "labels": PART_OF},
-                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
                 subjects=subjects,
                 opts=self.opts(after_ns),
             )
@@ -114,7 +117,7 @@ class TeamWorkspace(PlatformComponent):
             metadata={"name": "spark-driver", "namespace": ns, "labels": PART_OF},
             rules=[
                 {
-                    "apiGroups": [""],
+                    "api_groups": [""],
                     "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
                     "verbs": ["create", "get", "list", "watch", "update", "patch", "delete", "deletecollection"],
                 }
@@ -124,7 +127,7 @@ class TeamWorkspace(PlatformComponent):
         k8s.rbac.v1.RoleBinding(
             f"{name}-spark-driver",
             metadata={"name": "spark-driver", "namespace": ns, "labels": PART_OF},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
             subjects=[{"kind": "ServiceAccount", "name": "spark", "namespace": ns}],
             opts=self.opts(after_ns),
         )
@@ -133,7 +136,7 @@ class TeamWorkspace(PlatformComponent):
         self.register_outputs({"featureStore": self.feature_store})
 
     def _network_policies(self, ns: str, after_ns) -> None:
-        def policy(key: str, spec: dict) -> None:
+        def policy(key: str, spec: k8s.networking.v1.NetworkPolicySpecArgsDict) -> None:
             k8s.networking.v1.NetworkPolicy(
                 f"{self.name}-{key}",
                 metadata={"name": key, "namespace": ns, "labels": PART_OF},
@@ -141,30 +144,30 @@ class TeamWorkspace(PlatformComponent):
                 opts=self.opts(after_ns),
             )
 
-        def namespaces(*names: str) -> dict:
+        def namespaces(*names: str) -> k8s.networking.v1.NetworkPolicyPeerArgsDict:
             return {
-                "namespaceSelector": {
-                    "matchExpressions": [
+                "namespace_selector": {
+                    "match_expressions": [
                         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(names)}
                     ]
                 }
             }
 
-        policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        policy("default-deny", {"pod_selector": {}, "policy_types": ["Ingress", "Egress"]})
         policy(
             "same-namespace",
             {
-                "podSelector": {},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": [{"podSelector": {}}]}],
-                "egress": [{"to": [{"podSelector": {}}]}],
+                "pod_selector": {},
+                "policy_types": ["Ingress", "Egress"],
+                "ingress": [{"from_": [{"pod_selector": {}}]}],
+                "egress": [{"to": [{"pod_selector": {}}]}],
             },
         )
         policy(
             "dns",
             {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
+                "pod_selector": {},
+                "policy_types": ["Egress"],
                 "egress": [
                     {
                         "to": [namespaces("kube-system")],
@@ -175,27 +178,27 @@ class TeamWorkspace(PlatformComponent):
         )
         policy(
             "platform-services",
-            {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [namespaces(*PLATFORM_NAMESPACES)]}]},
+            {"pod_selector": {}, "policy_types": ["Egress"], "egress": [{"to": [namespaces(*PLATFORM_NAMESPACES)]}]},
         )
         # The Kubernetes API (Spark drivers start executors) and the cloud object store are outside the pod network.
         policy(
             "https-out",
             {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
+                "pod_selector": {},
+                "policy_types": ["Egress"],
                 "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}],
             },
         )
         if self.target.egress:
             # What the target's workload identity needs (GKE: the metadata server handing out tokens).
             policy(
-                "target-identity", {"podSelector": {}, "policyTypes": ["Egress"], "egress": list(self.target.egress)}
+                "target-identity", {"pod_selector": {}, "policy_types": ["Egress"], "egress": list(self.target.egress)}
             )
         policy(
             "from-platform",
             {
-                "podSelector": {},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": [namespaces(monitoring.NAMESPACE, "seldon-system", "spark-operator")]}],
+                "pod_selector": {},
+                "policy_types": ["Ingress"],
+                "ingress": [{"from_": [namespaces(monitoring.NAMESPACE, "seldon-system", "spark-operator")]}],
             },
         )

@@ -83,3 +83,14 @@ def test_the_model_pod_passes_pod_security_restricted(tmp_path):
     sdep = by_kind(render("model-serving", {}, tmp_path))["SeldonDeployment"]
     pod = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
     assert restricted_problems(pod) == []
+
+
+def test_the_model_pod_logs_in_to_mlflow_as_its_team(tmp_path):
+    """The platform writes the team's MLflow user into the team's namespace (infra/components/mlflow.py)."""
+    from workloads.mlflow import auth
+
+    sdep = by_kind(render("model-serving", {}, tmp_path))["SeldonDeployment"]
+    [container] = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"]
+    refs = [source["secretRef"] for source in container["envFrom"]]
+    # Optional: a model pinned to the object store starts without MLflow.
+    assert {"name": auth.CREDENTIALS_SECRET, "optional": True} in refs

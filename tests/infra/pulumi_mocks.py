@@ -117,15 +117,25 @@ def unsecret(value):
 class Recorder(pulumi.runtime.Mocks):
     resources: list[Recorded] = field(default_factory=list)
     depends_on: dict[str, set[str]] = field(default_factory=dict)  # resource name -> names it explicitly waits for
-    options: dict[str, pulumi.ResourceOptions] = field(default_factory=dict)  # resource name -> its options
+    options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)  # (type, name) -> options
+    done: bool = False
 
     def transformation(self, args: pulumi.ResourceTransformationArgs):
+        if self.done:  # stack transformations outlive their program run; a later run is not ours
+            return None
         depends_on = args.opts.depends_on or []
         if isinstance(depends_on, pulumi.Resource):
             depends_on = [depends_on]
         self.depends_on[args.name] = {getattr(d, "_name", "?") for d in depends_on if isinstance(d, pulumi.Resource)}
-        self.options[args.name] = args.opts
+        self.options[(args.type_, args.name)] = args.opts
         return None
+
+    def waits_for(self, type_: str, name: str) -> set[str]:
+        """Names of the resources one resource explicitly depends on."""
+        depends_on = self.options[(type_, name)].depends_on or []
+        if isinstance(depends_on, pulumi.Resource):
+            depends_on = [depends_on]
+        return {getattr(d, "_name", "?") for d in depends_on if isinstance(d, pulumi.Resource)}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = {**args.inputs, **COMPUTED.get(args.typ, lambda n, i: {})(args.name, args.inputs)}
@@ -161,4 +171,5 @@ def deploy(stack: str | StackConfig, build) -> Recorder:
         build(config)
 
     program()
+    mocks.done = True
     return mocks

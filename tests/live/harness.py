@@ -22,8 +22,9 @@ from tests.conftest import REPO, SHARED
 UPSTREAM = SHARED / "upstream-charts"
 SIM_STACK = REPO / "stacks" / "Pulumi.sim.yaml"
 # The in-cluster PostgreSQL's password comes from pulumi-random, whose provider the Go proxy does not
-# serve; live runs point MLflow at a managed database URL (config the kit supports) instead.
-DATABASE_URL = "postgresql://mlflow:test@postgres.example.internal:5432/mlflow"
+# serve; live runs point MLflow at a managed database URL (config the kit supports) instead. The teams'
+# MLflow passwords derive from its password, which the kit wants at least 16 characters long.
+DATABASE_URL = "postgresql://mlflow:live-test-database-password@postgres.example.internal:5432/mlflow"
 
 
 def offline_chart_dir(root: Path) -> Path:
