@@ -22,6 +22,7 @@ import pandas as pd
 
 from workloads.common.featurestore import FeatureStore
 from workloads.common.specs import FeatureSpec
+from workloads.common.tablelock import TableLock, TableLocked
 from workloads.common.transform import FittedTransform
 from workloads.common.validation import validate_frame
 
@@ -120,7 +121,6 @@ def ingest(
     """Validate, quarantine, transform and upsert one spec's table from an already-read raw batch."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
     started = time.perf_counter()
     key = spec.entity.key
@@ -150,6 +150,26 @@ def ingest(
     report.duplicates = unique.where("_copy > 1").count()
     accepted = unique.where("_copy = 1").drop("_versions", "_copy")
 
+    # From the first read of the table to its commit, and its quarantine's, one job per table at a time.
+    try:
+        lock = TableLock(store.root, spec.name, store.store)
+        with lock:
+            _write(spark, store, spec, report, accepted, rejected, source=source, event_time=event_time)
+    except (TableLocked, ValueError) as e:  # ValueError: a bad MLKIT_TABLE_LOCK_WAIT_S
+        raise JobError(str(e)) from None
+    validated.unpersist()
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _write(
+    spark, store: FeatureStore, spec: FeatureSpec, report: BatchReport, accepted, rejected, *, source, event_time
+):
+    """Compare the accepted rows with the committed table, then commit the changed ones and the rejects."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+
+    key = spec.entity.key
     transform = (
         store.transform(spec.name)
         if store.exists(spec.name)
@@ -184,10 +204,8 @@ def ingest(
         report.instant = store.upsert(
             to_write, spec.name, record_key=[key, "event_time"], precombine="ingested_at", metadata=metadata
         )
-    for frame in (validated, transformed, to_write):
+    for frame in (transformed, to_write):
         frame.unpersist()
-    report.seconds = round(time.perf_counter() - started, 2)
-    return report
 
 
 def column_stats(accepted, spec: FeatureSpec) -> dict[str, dict]:
