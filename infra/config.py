@@ -344,6 +344,8 @@ class TargetConfig(ConfigModel):
     pool_name_rule: ClassVar[tuple[str, str]] = (_DNS_LABEL.pattern, "a DNS-safe name")
     # Whether this target provisions nodes (and so needs machine types and a system pool).
     provisions_nodes: ClassVar[bool] = True
+    # Regex and description the cluster's name (`mlkit-<stack>`) must match on this target.
+    cluster_name_rule: ClassVar[tuple[str, str]] = (r".+", "any name")
 
     def bucket_name_problem(self, name: str) -> str | None:
         """Why ``name`` is not a valid bucket name here, or None. S3/GCS rules by default."""

@@ -17,7 +17,7 @@ from pulumi.runtime.config import CONFIG, get_config_env
 from infra.clouds import TargetPlugin, plugin_of
 from infra.components.platform import build_platform, charts_needed
 from infra.sources import Sources
-from infra.stack import StackConfig, StackConfigError, load_pulumi_config
+from infra.stack import StackConfig, StackConfigError, cluster_name, load_pulumi_config
 from infra.target import ClusterArgs
 
 
@@ -77,7 +77,7 @@ def preflight(config: StackConfig) -> None:
 
 def build(config: StackConfig, settings: Mapping[str, Any] | None = None) -> dict[str, object]:
     """Create the stack's resources and return its outputs."""
-    name = f"mlkit-{pulumi.get_stack()}"
+    name = cluster_name(pulumi.get_stack())
     target = plugin_of(config.target).provision(name, cluster_args(config, settings), None)
     platform = build_platform(name, config, target)
     target.complete()

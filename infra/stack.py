@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, create_model, model_validator
 from pydantic_core import ErrorDetails
 
 from infra.clouds import TARGETS
@@ -112,8 +113,9 @@ class StackConfig(ConfigModel):
     images: Images = Images()
 
     @model_validator(mode="after")
-    def _cross_field(self) -> StackConfig:
+    def _cross_field(self, info: ValidationInfo) -> StackConfig:
         problems = [
+            *self._cluster_name_problems((info.context or {}).get("stack")),
             *self._target_problems(),
             *self._name_problems(),
             *self._gpu_quota_problems(),
@@ -122,6 +124,15 @@ class StackConfig(ConfigModel):
         if problems:
             raise _CrossFieldProblems(problems)
         return self
+
+    def _cluster_name_problems(self, stack: str | None):
+        pattern, description = self.target.cluster_name_rule
+        if stack is not None and not re.fullmatch(pattern, cluster_name(stack)):
+            yield (
+                ("target", "type"),
+                f"stack {stack!r} names its cluster {cluster_name(stack)!r}, which this target refuses: "
+                f"expected {description}; pick a shorter stack name",
+            )
 
     def _target_problems(self):
         block = self.target
@@ -182,6 +193,11 @@ def _path(field: str) -> tuple[str | int, ...]:
     return tuple(int(part) if part.isdigit() else part for part in field.split("."))
 
 
+def cluster_name(stack: str) -> str:
+    """The name every resource of a stack starts with, the cluster's own included."""
+    return f"mlkit-{stack}"
+
+
 # --- loading -----------------------------------------------------------------------------------
 
 
@@ -190,6 +206,12 @@ def stack_path(stack: str) -> Path:
     if stack.endswith((".yaml", ".yml")) or "/" in stack:
         return Path(stack)
     return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def _stack_name(path: Path) -> str | None:
+    """`Pulumi.<stack>.yaml` -> the stack; None for a file named otherwise."""
+    match = re.fullmatch(r"Pulumi\.(.+)\.ya?ml", path.name)
+    return match.group(1) if match else None
 
 
 def stack_names() -> list[str]:
@@ -218,7 +240,7 @@ def load_stack_file(stack: str) -> StackConfig:
     except StackConfigError as e:
         raise StackConfigError(source, e.problems) from None
     try:
-        config = parse_stack(values, source, decrypted=False)
+        config = parse_stack(values, source, decrypted=False, stack=_stack_name(path))
     except StackConfigError as e:
         problems += e.problems
     else:
@@ -288,7 +310,7 @@ def load_pulumi_config(config: dict[str, str], stack: str) -> StackConfig:
         namespace, _, name = key.partition(":")
         if namespace == PROJECT:
             values[name] = _decode(raw)
-    return parse_stack(values, f"{_display(stack_path(stack))} (stack {stack})", decrypted=True)
+    return parse_stack(values, f"{_display(stack_path(stack))} (stack {stack})", decrypted=True, stack=stack)
 
 
 _MODELS: dict[tuple[type[TargetConfig], ...], type[StackConfig]] = {}
@@ -303,9 +325,9 @@ def stack_model() -> type[StackConfig]:
     return _MODELS[blocks]
 
 
-def parse_stack(values: dict[str, Any], source: str, *, decrypted: bool) -> StackConfig:
-    """Validate the ``mlkit:`` values of a stack (keys without the namespace)."""
-    context = {"source": "pulumi" if decrypted else "file"}
+def parse_stack(values: dict[str, Any], source: str, *, decrypted: bool, stack: str | None = None) -> StackConfig:
+    """Validate the ``mlkit:`` values of a stack (keys without the namespace); ``stack``: its name, where known."""
+    context = {"source": "pulumi" if decrypted else "file", "stack": stack}
     if migration := _old_shape(values):
         raise StackConfigError(source, migration)
     try:

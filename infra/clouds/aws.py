@@ -57,6 +57,10 @@ class AwsConfig(TargetConfig):
 
     type: Literal["aws"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # Instance families by the GPU they carry.
+    cluster_name_rule: ClassVar[tuple[str, str]] = (
+        r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}",
+        "letters, digits, '-' and '_', at most 100 characters (an EKS rule)",
+    )
     gpu_machine_types: ClassVar[dict[str, str]] = {
         "t4": r"g4dn\.",
         "a10g": r"g5\.",

@@ -39,6 +39,11 @@ class AzureConfig(TargetConfig):
 
     type: Literal["azure"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # VM size families by the GPU they carry.
+    # The cluster name is also its DNS prefix: at most 54 characters.
+    cluster_name_rule: ClassVar[tuple[str, str]] = (
+        r"[a-zA-Z0-9]([-a-zA-Z0-9]{0,52}[a-zA-Z0-9])?",
+        "letters, digits and '-', at most 54 characters (an AKS DNS-prefix rule)",
+    )
     gpu_machine_types: ClassVar[dict[str, str]] = {
         "t4": r"Standard_NC\d+as_T4_v3$",
         "v100": r"Standard_NC\d+s_v3$",

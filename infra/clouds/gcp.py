@@ -56,6 +56,10 @@ class GcpConfig(TargetConfig):
 
     type: Literal["gcp"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # Accelerators attach to N1 machines; the newer ones come only with their own series.
+    cluster_name_rule: ClassVar[tuple[str, str]] = (
+        r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?",
+        "lowercase letters, digits and '-', at most 40 characters (a GKE rule)",
+    )
     gpu_machine_types: ClassVar[dict[str, str]] = {
         "t4": r"n1-",
         "v100": r"n1-",

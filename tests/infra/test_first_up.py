@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from infra.clouds.aws import irsa_trust_policy, parent_keys, prefix_policy, spot_instance_types
-from infra.stack import parse_stack
+from infra.stack import REPO_ROOT, parse_stack
 from tests.infra.pulumi_mocks import deploy, unsecret
 from tests.infra.pulumi_mocks import provision as provision_target
 from tests.infra.test_clouds import config_of, provision
@@ -392,3 +392,22 @@ def test_no_shipped_stack_uses_the_old_target_shape():
     for path in (REPO_ROOT / "stacks").glob("Pulumi.*.yaml"):
         config = yaml.safe_load(path.read_text())["config"]
         assert isinstance(config["mlkit:target"], dict) and "type" in config["mlkit:target"], path.name
+
+
+def test_13_a_stack_name_the_cloud_cannot_take_fails_validate(tmp_path):
+    """GKE cluster names end at 40 characters; the cluster is named after the stack."""
+    from infra.stack import StackConfigError, load_pulumi_config, load_stack_file
+
+    path = tmp_path / "Pulumi.a-very-long-stack-name-for-production-eu.yaml"
+    path.write_text((REPO_ROOT / "stacks" / "Pulumi.gcp.yaml").read_text())
+    with pytest.raises(StackConfigError) as caught:
+        load_stack_file(str(path))
+    assert [str(p) for p in caught.value.problems] == [
+        "mlkit:target.type: stack 'a-very-long-stack-name-for-production-eu' names its cluster "
+        "'mlkit-a-very-long-stack-name-for-production-eu', which this target refuses: expected lowercase letters, "
+        "digits and '-', at most 40 characters (a GKE rule); pick a shorter stack name"
+    ]
+    encoded = {f"mlkit:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in stack_values("gcp").items()}
+    with pytest.raises(StackConfigError, match="names its cluster"):
+        load_pulumi_config(encoded, "a-very-long-stack-name-for-production-eu")
+    assert load_pulumi_config(encoded, "gcp").target.type == "gcp"
