@@ -174,7 +174,7 @@ class Mlflow(PlatformComponent):
         self.url = f"http://mlflow.{NAMESPACE}.svc.cluster.local:{PORT}"
         self.register_outputs({"url": self.url})
 
-    def _auth(self, database_url: pulumi.Output, teams: dict[str, k8s.core.v1.Namespace], namespace) -> dict:
+    def _auth(self, database_url: pulumi.Input[str], teams: dict[str, k8s.core.v1.Namespace], namespace) -> dict:
         """The auth app's config, the server's copy of the team users, and each team's own credentials.
 
         Every password is derived from the database credential (workloads/mlflow/auth.py): nothing is

@@ -22,6 +22,7 @@ import hmac
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 # Where the server pod mounts the two Secrets the platform writes.
 AUTH_DIR = "/etc/mlkit/mlflow-auth"  # basic_auth.ini (holds the database URL) and the Flask secret key
@@ -81,8 +82,11 @@ def auth_config(database_uri: str, admin_pass: str) -> str:
     )
 
 
-def server_args(*, host: str, port: int, backend_store_uri: str, artifacts_destination: str) -> list[str]:
-    """``mlflow server`` as the platform runs it: the auth app on, artifacts proxied (and checked) by the server."""
+def server_args(*, host: str, port: int, backend_store_uri: str, artifacts_destination: Any) -> list[Any]:
+    """``mlflow server`` as the platform runs it: the auth app on, artifacts proxied (and checked) by the server.
+
+    ``artifacts_destination`` may be a Pulumi Output (the component passes the bucket's URI).
+    """
     return [
         "mlflow",
         "server",
