@@ -291,7 +291,7 @@ def test_13_long_names_still_fit_the_clouds_limits():
     for role in mocks.of_type("aws:iam/role:Role"):
         # A prefix of at most 38 characters: AWS appends 26 and refuses a name over 64.
         assert len(role.inputs["namePrefix"]) <= 38, role.name
-    long_stack = "mlkit-" + "a" * 22 + "-b"  # `<name>-nodes`[:30] ended in '-'
+    long_stack = "mlkit-" + "a" * 23  # 29 characters: `<name>-nodes`[:30] ended in '-'
     config = config_of("gcp")
     mocks = deploy(config, lambda c: provision_target(c, long_stack))
     account = next(r for r in mocks.of_type("gcp:serviceaccount/account:Account") if r.name == f"{long_stack}-nodes")
