@@ -14,7 +14,7 @@ from pydantic import Field
 
 from infra.clouds.common import abfs_conf, exec_kubeconfig, taint_string
 from infra.clouds.registry import TargetPlugin, register
-from infra.config import Cidr, NodePool, Taint, TargetConfig, Team
+from infra.config import Cidr, NodePool, ObjectStorage, Taint, TargetConfig, Team
 from infra.target import (
     Access,
     ClusterArgs,
@@ -267,6 +267,87 @@ class AksCluster(pulumi.ComponentResource):
         self.register_outputs({"clusterName": self.cluster.name})
 
 
+class AdlsStorage(pulumi.ComponentResource):
+    """The platform container in an ADLS Gen2 account: Entra ID only (no account keys), TLS 1.2, soft delete, retention."""
+
+    def __init__(
+        self,
+        name: str,
+        config: AzureConfig,
+        storage: ObjectStorage,
+        group,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions,
+    ):
+        super().__init__("mlkit:azure:Storage", name, None, opts)
+        import pulumi_azure_native as azure
+
+        child = pulumi.ResourceOptions(parent=self)
+        self.account = azure.storage.StorageAccount(
+            f"{name}-storage",
+            account_name=config.storage_account,
+            resource_group_name=group.name,
+            location=config.location,
+            kind="StorageV2",
+            sku={"name": "Standard_ZRS"},
+            is_hns_enabled=True,  # ADLS Gen2: real directories, abfss://
+            allow_blob_public_access=not storage.block_public_access,
+            allow_shared_key_access=False,  # Entra ID (workload identity) only, no account keys
+            minimum_tls_version="TLS1_2",
+            enable_https_traffic_only=True,
+            encryption={
+                "key_source": "Microsoft.Storage",
+                "services": {"blob": {"enabled": storage.encryption, "key_type": "Account"}},
+            },
+            tags=tags,
+            opts=child,
+        )
+        # ADLS Gen2 has no blob versioning: overwritten and deleted data stays recoverable through soft delete.
+        azure.storage.BlobServiceProperties(
+            f"{name}-blob-service",
+            account_name=self.account.name,
+            resource_group_name=group.name,
+            blob_services_name="default",
+            delete_retention_policy={"enabled": storage.versioning, "days": storage.noncurrent_version_days},
+            container_delete_retention_policy={"enabled": True, "days": 7},
+            opts=child,
+        )
+        if storage.retention_days:
+            azure.storage.ManagementPolicy(
+                f"{name}-retention",
+                account_name=self.account.name,
+                resource_group_name=group.name,
+                management_policy_name="default",
+                policy={
+                    "rules": [
+                        {
+                            "name": "retention",
+                            "type": "Lifecycle",
+                            "enabled": True,
+                            "definition": {
+                                "actions": {
+                                    "base_blob": {
+                                        "delete": {"days_after_modification_greater_than": storage.retention_days}
+                                    }
+                                },
+                                "filters": {"blob_types": ["blockBlob"]},
+                            },
+                        }
+                    ]
+                },
+                opts=child,
+            )
+        self.container = azure.storage.BlobContainer(
+            f"{name}-container",
+            account_name=self.account.name,
+            resource_group_name=group.name,
+            container_name=storage.bucket,
+            public_access=azure.storage.PublicAccess.NONE,
+            opts=child,
+        )
+        self.register_outputs({"storageAccount": self.account.name})
+
+
 class AzureCluster(pulumi.ComponentResource, ClusterTarget):
     """Network, AKS and its agent pools, ADLS Gen2, a federated managed identity per binding."""
 
@@ -296,78 +377,16 @@ class AzureCluster(pulumi.ComponentResource, ClusterTarget):
             f"{name}-k8s", kubeconfig=self.aks.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
         )
 
-        storage = args.storage
-        self.account = azure.storage.StorageAccount(
-            f"{name}-storage",
-            account_name=config.storage_account,
-            resource_group_name=self.group.name,
-            location=config.location,
-            kind="StorageV2",
-            sku={"name": "Standard_ZRS"},
-            is_hns_enabled=True,  # ADLS Gen2: real directories, abfss://
-            allow_blob_public_access=not storage.block_public_access,
-            allow_shared_key_access=False,  # Entra ID (workload identity) only, no account keys
-            minimum_tls_version="TLS1_2",
-            enable_https_traffic_only=True,
-            encryption={
-                "key_source": "Microsoft.Storage",
-                "services": {"blob": {"enabled": storage.encryption, "key_type": "Account"}},
-            },
-            tags=tags,
-            opts=child,
-        )
-        # ADLS Gen2 has no blob versioning: overwritten and deleted data stays recoverable through soft delete.
-        azure.storage.BlobServiceProperties(
-            f"{name}-blob-service",
-            account_name=self.account.name,
-            resource_group_name=self.group.name,
-            blob_services_name="default",
-            delete_retention_policy={"enabled": storage.versioning, "days": storage.noncurrent_version_days},
-            container_delete_retention_policy={"enabled": True, "days": 7},
-            opts=child,
-        )
-        if storage.retention_days:
-            azure.storage.ManagementPolicy(
-                f"{name}-retention",
-                account_name=self.account.name,
-                resource_group_name=self.group.name,
-                management_policy_name="default",
-                policy={
-                    "rules": [
-                        {
-                            "name": "retention",
-                            "type": "Lifecycle",
-                            "enabled": True,
-                            "definition": {
-                                "actions": {
-                                    "base_blob": {
-                                        "delete": {"days_after_modification_greater_than": storage.retention_days}
-                                    }
-                                },
-                                "filters": {"blob_types": ["blockBlob"]},
-                            },
-                        }
-                    ]
-                },
-                opts=child,
-            )
-        self.container = azure.storage.BlobContainer(
-            f"{name}-container",
-            account_name=self.account.name,
-            resource_group_name=self.group.name,
-            container_name=storage.bucket,
-            public_access=azure.storage.PublicAccess.NONE,
-            opts=child,
-        )
+        store = AdlsStorage(name, config, args.storage, self.group, tags, child)
+        self.account, self.container = store.account, store.container
         self._subscription = azure.authorization.get_client_config_output(
             opts=pulumi.InvokeOptions(parent=self, provider=provider)
         ).subscription_id
         self.object_store = ObjectStore(
             scheme="abfss", bucket=self.container.name, account=self.account.name, region=config.location
         )
-        self.gpu = gpu_scheduling(
-            list(args.node_pools), device_plugin_managed=False
-        )  # AKS installs drivers, not the plugin
+        # AKS installs the GPU drivers, not the device plugin.
+        self.gpu = gpu_scheduling(list(args.node_pools), device_plugin_managed=False)
         self.storage_class = "managed-csi"
         self.register_outputs({"clusterName": self.cluster.name, "storageAccount": self.account.name})
 
