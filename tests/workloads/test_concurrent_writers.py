@@ -180,3 +180,12 @@ def test_two_s3_writers_racing_never_hold_the_lease_together(s3_store, s3_root):
     for t in threads:
         t.join(timeout=60)
     assert len(done) == 2 and overlaps == []
+
+
+def test_a_store_without_a_lock_says_so_in_one_line_and_does_not_block(capsys):
+    with TableLock("gs://acme-features/teams/churn/features", TABLE, wait_s=0):
+        pass
+    assert capsys.readouterr().err == (
+        "warning: no writer lock for gs://acme-features/teams/churn/features/_locks/customer_features.lock "
+        "(local directories and s3:// have one): two jobs writing this table at once can fail (docs/feature-store.md)\n"
+    )

@@ -16,6 +16,8 @@ is idempotent). docs/feature-store.md says what this guarantees.
   stops renewing; a waiter that has seen the same ETag for ``ttl_s`` on its own clock (no clock
   comparison between machines) takes it over with ``If-Match`` on that ETag, so one taker wins.
   Needs conditional writes, which AWS S3 has (since 2024) and moto; check your S3-compatible store.
+- ``gs://`` and ``abfss://`` (the GCP and Azure targets): no lock yet; the job warns in one line and
+  writes as before (GCS's ``ifGenerationMatch=0`` and Azure's ``If-None-Match: *`` would carry the same lease).
 """
 
 from __future__ import annotations
@@ -94,7 +96,14 @@ class TableLock:
         elif self.uri.startswith("s3://"):
             self._backend = _S3Lease(self.uri, self.store, ttl_s)
         else:
-            raise ValueError(f"no table lock for {self.uri}: the feature store is a local directory or an s3:// prefix")
+            # gs:// and abfss:// (GCP, Azure targets): no lock here yet. Say so rather than refuse the job.
+            self._backend = _NoLock()
+            print(
+                f"warning: no writer lock for {self.uri} (local directories and s3:// have one): two jobs "
+                "writing this table at once can fail (docs/feature-store.md)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __enter__(self) -> TableLock:
         started, announced = time.monotonic(), False
@@ -115,6 +124,17 @@ class TableLock:
 
     def __exit__(self, *exc) -> None:
         self._backend.release()
+
+
+class _NoLock:
+    def try_acquire(self, holder: dict) -> bool:
+        return True
+
+    def holder(self) -> dict | None:
+        return None
+
+    def release(self) -> None:
+        pass
 
 
 class _FileLock:
