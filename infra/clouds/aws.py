@@ -103,7 +103,8 @@ class AwsConfig(TargetConfig):
     def team_problems(self, team: Team) -> list[tuple[str, str]]:
         # EKS knows only the users and groups its access entries give: any other name in a RoleBinding is dead.
         groups = {g for entry in self.access_entries for g in entry.groups}
-        users = {entry.username or entry.principal_arn for entry in self.access_entries}
+        # An entry without a username names a role's sessions `assumed-role/...`, never the role ARN itself.
+        users = {entry.username for entry in self.access_entries if entry.username}
         problems = [
             (f"groups.{i}", f"{g!r} is the group of no IAM principal: add it to an entry of mlkit:target.accessEntries")
             for i, g in enumerate(team.groups)
@@ -250,10 +251,14 @@ def prefix_policy(bucket: str, key_arn: str, prefix: str, access: str) -> str:
     )
 
 
+# Sizes that m/r/c 5, 5a, 6i, 6a and 7i all offer (c5 has no 8xlarge or 16xlarge, for one).
+SHARED_SIZES = {"large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge"}
+
+
 def spot_instance_types(machine_type: str) -> list[str]:
     """A spot pool's instance types: the asked one and its same-size x86 peers, so one reclaimed type does not empty the pool."""
     match = re.fullmatch(r"([mrc])(\d)([a-z]*)\.(\w+)", machine_type)
-    if not match:
+    if not match or match.group(4) not in SHARED_SIZES:
         return [machine_type]
     family, size = match.group(1), match.group(4)
     peers = [f"{family}{generation}.{size}" for generation in ("6i", "6a", "5", "5a", "7i")]
@@ -333,7 +338,15 @@ class AwsNetwork(pulumi.ComponentResource):
 class EksCluster(pulumi.ComponentResource):
     """EKS with secrets in KMS, the OIDC issuer for IRSA, access entries for people, and the add-ons nodes need."""
 
-    def __init__(self, name: str, config: AwsConfig, version: str, subnet_ids: list, opts: pulumi.ResourceOptions):
+    def __init__(
+        self,
+        name: str,
+        config: AwsConfig,
+        version: str,
+        subnet_ids: list,
+        opts: pulumi.ResourceOptions,
+        profile: str | None = None,
+    ):
         super().__init__("mlkit:aws:EksCluster", name, None, opts)
         import pulumi_aws as aws
 
@@ -406,7 +419,9 @@ class EksCluster(pulumi.ComponentResource):
             ca,
             self.cluster.name,
             "aws",
-            ["eks", "get-token", "--cluster-name", name, "--region", config.region],
+            # The same principal as the AWS provider's: the one EKS made admin when it created the cluster.
+            ["eks", "get-token", "--cluster-name", name, "--region", config.region]
+            + (["--profile", profile] if profile else []),
         )
         self.register_outputs({"clusterName": self.cluster.name})
 
@@ -449,7 +464,8 @@ class EksNodeGroups(pulumi.ComponentResource):
                 f"{name}-{pool.name}",
                 cluster_name=cluster.cluster.name,
                 # A prefix, not a name: a change that replaces the group creates the new one beside the old.
-                node_group_name_prefix=f"{pool.name}-",
+                # EKS appends 26 characters to a prefix and allows 63 in all.
+                node_group_name_prefix=bounded_name(pool.name, 36) + "-",
                 node_role_arn=role.arn,
                 subnet_ids=subnet_ids,
                 scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.min_size},
@@ -564,7 +580,14 @@ class AwsCluster(pulumi.ComponentResource, ClusterTarget):
         )
         self._child = child = pulumi.ResourceOptions(parent=self, provider=provider)
         network = AwsNetwork(name, config, child)
-        self.eks = EksCluster(name, config, args.kubernetes_version, network.private_subnet_ids, child)
+        self.eks = EksCluster(
+            name,
+            config,
+            args.kubernetes_version,
+            network.private_subnet_ids,
+            child,
+            args.provider_settings.get("profile"),
+        )
         nodes = EksNodeGroups(name, config, self.eks, network.private_subnet_ids, args.node_pools, child)
         self.nodes_ready = tuple(nodes.groups.values())
         self.provider = k8s.Provider(

@@ -6,7 +6,7 @@ import base64
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pulumi
 import yaml
@@ -59,12 +59,14 @@ class AzureConfig(TargetConfig):
     )
 
     location: str = Field(pattern=r"^[a-z]+[a-z0-9]*$")
-    resource_group: str | None = Field(default=None, description="defaults to mlkit-<stack>")
+    resource_group: str | None = Field(default=None, description="defaults to mlkit-<stack>, the cluster's name")
     storage_account: str = Field(pattern=r"^[a-z0-9]{3,24}$")
     vnet_cidr: Cidr = "10.20.0.0/16"
     private_cluster: bool = False
-    admin_group_object_ids: list[str] = Field(
-        default_factory=list, description="Entra ID groups (object ids) with admin rights on the whole cluster"
+    # Local accounts are off: without an admin group, nobody (the deployer included) may install the platform.
+    admin_group_object_ids: list[Annotated[str, Field(pattern=f"^{_GUID}$")]] = Field(
+        min_length=1,
+        description="Entra ID groups (object ids) with admin rights on the whole cluster; include the deployer",
     )
 
     def team_problems(self, team: Team) -> list[tuple[str, str]]:
@@ -161,7 +163,7 @@ class AzureNetwork(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.group = azure.resources.ResourceGroup(
             f"{name}-rg",
-            resource_group_name=config.resource_group or f"mlkit-{name}",
+            resource_group_name=config.resource_group or name,
             location=config.location,
             tags=tags,
             opts=child,

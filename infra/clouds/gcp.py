@@ -318,7 +318,8 @@ class GkeNodePools(pulumi.ComponentResource):
             self.pools[pool.name] = gcp.container.NodePool(
                 f"{name}-{pool.name}",
                 # A prefix, not a name: a change that replaces the pool creates the new one beside the old.
-                name_prefix=f"{pool.name}-",
+                # GKE appends 26 characters to a prefix and allows 40 in all.
+                name_prefix=bounded_name(pool.name, 13) + "-",
                 cluster=cluster.cluster.id,
                 location=config.region,
                 # Totals across the region's zones, so min/max mean what the stack file says.
@@ -394,7 +395,8 @@ class GcpCluster(pulumi.ComponentResource, ClusterTarget):
             f"{name}-k8s", kubeconfig=self.gke.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
         )
         self.bucket = GcsBucket(name, config, args.storage, child).bucket
-        self._folders: dict[str, Any] = {}  # prefix -> gcp.storage.ManagedFolder
+        self._folders: dict[str, Any] = {}
+        self._force_destroy = args.storage.force_destroy  # prefix -> gcp.storage.ManagedFolder
         self.object_store = ObjectStore(scheme="gs", bucket=self.bucket.name, region=config.region)
         self.gpu = gpu_scheduling(list(args.node_pools), device_plugin_managed=True)  # GKE installs driver and plugin
         self.storage_class = "standard-rwo"
@@ -408,7 +410,7 @@ class GcpCluster(pulumi.ComponentResource, ClusterTarget):
                 f"{self.name}-folder-{prefix.strip('/').replace('/', '-')}",
                 bucket=self.bucket.name,
                 name=prefix,
-                force_destroy=False,
+                force_destroy=self._force_destroy,
                 opts=self._child,
             )
         return self._folders[prefix]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from xml.sax.saxutils import escape
 
@@ -88,7 +87,10 @@ def feature_store_configmaps(
                 "spark-defaults.conf": spark_defaults,
                 # Per node pool, what a pod needs to run there: its selector and every toleration its nodes need.
                 "pools.json": json.dumps(
-                    {name: dataclasses.asdict(p) for name, p in sorted(component.target.placements().items())},
+                    {
+                        name: {"nodeSelector": p.node_selector, "tolerations": p.tolerations}
+                        for name, p in sorted(component.target.placements().items())
+                    },
                     sort_keys=True,
                 ),
             },

@@ -411,3 +411,32 @@ def test_13_a_stack_name_the_cloud_cannot_take_fails_validate(tmp_path):
     with pytest.raises(StackConfigError, match="names its cluster"):
         load_pulumi_config(encoded, "a-very-long-stack-name-for-production-eu")
     assert load_pulumi_config(encoded, "gcp").target.type == "gcp"
+
+
+def test_review_findings_names_and_access_that_fit():
+    """From the review of this work: prefixes that leave room for the provider's suffix, no instance type that
+    does not exist, an AKS stack whose deployer cannot be locked out, EKS users named explicitly."""
+    assert spot_instance_types("c5.9xlarge") == ["c5.9xlarge"]  # c6i has no 9xlarge
+    assert "m5.4xlarge" in spot_instance_types("m6i.4xlarge")
+    values = stack_values("gcp")
+    values["nodePools"][1] = {**values["nodePools"][1], "name": "spark-highmem-preemptible"}
+    mocks = deploy(parse_stack(values, "gcp", decrypted=True), lambda c: provision_target(c, "mlkit-gcp"))
+    prefixes = [p.inputs["namePrefix"] for p in mocks.of_type("gcp:container/nodePool:NodePool")]
+    assert all(len(p) + 26 <= 40 for p in prefixes), prefixes
+    values = stack_values("azure")
+    values["target"]["adminGroupObjectIds"] = []
+    assert any("mlkit:target.adminGroupObjectIds" in p for p in problems(values))
+    values = stack_values("aws")
+    values["teams"][0]["members"] = ["arn:aws:iam::111122223333:role/ml-churn"]  # a role ARN is no EKS user name
+    assert any("is the user of no IAM principal" in p for p in problems(values))
+
+
+def test_the_eks_kubeconfig_signs_in_with_the_stacks_aws_profile():
+    found: dict = {}
+
+    def build(config):
+        target = provision_target(config, "mlkit-aws", {"profile": "acme-prod"})
+        target.provider.kubeconfig.apply(lambda k: found.update(json.loads(k)))
+
+    deploy(config_of("aws"), build)
+    assert found["users"][0]["user"]["exec"]["args"][-2:] == ["--profile", "acme-prod"]
