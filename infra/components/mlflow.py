@@ -39,11 +39,11 @@ ALLOWED_HOSTS = (
 # The teams' MLflow passwords are HMACs of the database credential: a short one could be guessed offline
 # by anyone holding one team's password.
 MIN_DATABASE_PASSWORD = 16
-RESTRICTED = {
-    "runAsNonRoot": True,
-    "allowPrivilegeEscalation": False,
+RESTRICTED: k8s.core.v1.SecurityContextArgsDict = {
+    "run_as_non_root": True,
+    "allow_privilege_escalation": False,
     "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
+    "seccomp_profile": {"type": "RuntimeDefault"},
 }
 
 
@@ -71,30 +71,30 @@ class Mlflow(PlatformComponent):
         )
         account, binding = bound_service_account(self, "server", "mlflow", NAMESPACE, ARTIFACT_PREFIX, namespace)
         self.artifacts = target.object_store.uri(ARTIFACT_PREFIX)
-        env = [
+        env: list[k8s.core.v1.EnvVarArgsDict] = [
             {
                 "name": "MLFLOW_BACKEND_STORE_URI",
-                "valueFrom": {"secretKeyRef": {"name": "mlflow-database", "key": "url"}},
+                "value_from": {"secret_key_ref": {"name": "mlflow-database", "key": "url"}},
             },
             *({"name": k, "value": v} for k, v in auth.server_env().items()),
             {
                 "name": "MLFLOW_FLASK_SERVER_SECRET_KEY",
-                "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "flask-secret-key"}},
+                "value_from": {"secret_key_ref": {"name": "mlflow-auth", "key": "flask-secret-key"}},
             },
         ]
         if target.object_store.endpoint:
             env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": target.object_store.endpoint})
         labels = {"app.kubernetes.io/name": "mlflow", **PART_OF}
-        auth_mounts = [
-            {"name": "auth", "mountPath": auth.AUTH_DIR, "readOnly": True},
-            {"name": "users", "mountPath": auth.USERS_DIR, "readOnly": True},
+        auth_mounts: list[k8s.core.v1.VolumeMountArgsDict] = [
+            {"name": "auth", "mount_path": auth.AUTH_DIR, "read_only": True},
+            {"name": "users", "mount_path": auth.USERS_DIR, "read_only": True},
         ]
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-server",
             metadata={"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
             spec={
                 "replicas": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}},
+                "selector": {"match_labels": {"app.kubernetes.io/name": "mlflow"}},
                 "template": {
                     "metadata": {
                         "labels": {**labels, **binding.pod_labels},
@@ -102,21 +102,21 @@ class Mlflow(PlatformComponent):
                         "annotations": {"mlkit.io/auth-revision": auth_secrets["revision"]},
                     },
                     "spec": {
-                        "serviceAccountName": "mlflow",
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+                        "service_account_name": "mlflow",
+                        "security_context": {"run_as_non_root": True, "run_as_user": 1000, "fs_group": 1000},
                         # The teams' users into the auth store before the server answers anyone.
-                        "initContainers": [
+                        "init_containers": [
                             {
                                 "name": "sync-users",
                                 "image": image,
                                 "args": ["python", auth.IMAGE_PATH, "sync", "--users", auth.USERS_DIR],
                                 "env": env,
-                                "volumeMounts": auth_mounts,
+                                "volume_mounts": auth_mounts,
                                 "resources": {
                                     "requests": {"cpu": "100m", "memory": "256Mi"},
                                     "limits": {"memory": "512Mi"},
                                 },
-                                "securityContext": RESTRICTED,
+                                "security_context": RESTRICTED,
                             }
                         ],
                         "containers": [
@@ -134,28 +134,31 @@ class Mlflow(PlatformComponent):
                                     "--allowed-hosts",
                                     ",".join(ALLOWED_HOSTS),
                                 ],
-                                "ports": [{"name": "http", "containerPort": PORT}],
+                                "ports": [{"name": "http", "container_port": PORT}],
                                 "env": env,
-                                "volumeMounts": [auth_mounts[0]],
-                                "envFrom": [{"secretRef": {"name": "mlflow-object-store"}}]
+                                "volume_mounts": [auth_mounts[0]],
+                                "env_from": [{"secret_ref": {"name": "mlflow-object-store"}}]
                                 if binding.credentials
                                 else [],
-                                "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
-                                "livenessProbe": {
-                                    "httpGet": {"path": "/health", "port": "http"},
-                                    "initialDelaySeconds": 30,
-                                    "periodSeconds": 20,
+                                "readiness_probe": {
+                                    "http_get": {"path": "/health", "port": "http"},
+                                    "period_seconds": 10,
+                                },
+                                "liveness_probe": {
+                                    "http_get": {"path": "/health", "port": "http"},
+                                    "initial_delay_seconds": 30,
+                                    "period_seconds": 20,
                                 },
                                 "resources": {
                                     "requests": {"cpu": "250m", "memory": "512Mi"},
                                     "limits": {"memory": "2Gi"},
                                 },
-                                "securityContext": RESTRICTED,
+                                "security_context": RESTRICTED,
                             }
                         ],
                         "volumes": [
-                            {"name": "auth", "secret": {"secretName": "mlflow-auth", "defaultMode": 0o440}},
-                            {"name": "users", "secret": {"secretName": "mlflow-users", "defaultMode": 0o440}},
+                            {"name": "auth", "secret": {"secret_name": "mlflow-auth", "default_mode": 0o440}},
+                            {"name": "users", "secret": {"secret_name": "mlflow-users", "default_mode": 0o440}},
                         ],
                     },
                 },
@@ -167,7 +170,7 @@ class Mlflow(PlatformComponent):
             metadata={"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
             spec={
                 "selector": {"app.kubernetes.io/name": "mlflow"},
-                "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+                "ports": [{"name": "http", "port": PORT, "target_port": "http"}],
             },
             opts=self.opts(namespace),
         )
@@ -238,13 +241,13 @@ class Mlflow(PlatformComponent):
             f"{self.name}-postgres",
             metadata={"name": "mlflow-postgres", "namespace": NAMESPACE, "labels": labels},
             spec={
-                "serviceName": "mlflow-postgres",
+                "service_name": "mlflow-postgres",
                 "replicas": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "mlflow-postgres"}},
+                "selector": {"match_labels": {"app.kubernetes.io/name": "mlflow-postgres"}},
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "fsGroup": 999},
+                        "security_context": {"run_as_non_root": True, "run_as_user": 999, "fs_group": 999},
                         "containers": [
                             {
                                 "name": "postgres",
@@ -254,28 +257,28 @@ class Mlflow(PlatformComponent):
                                     {"name": "POSTGRES_USER", "value": "mlflow"},
                                     {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
                                 ],
-                                "envFrom": [{"secretRef": {"name": "mlflow-postgres"}}],
-                                "ports": [{"name": "postgres", "containerPort": 5432}],
-                                "readinessProbe": {
-                                    "exec": {"command": ["pg_isready", "-U", "mlflow"]},
-                                    "periodSeconds": 10,
+                                "env_from": [{"secret_ref": {"name": "mlflow-postgres"}}],
+                                "ports": [{"name": "postgres", "container_port": 5432}],
+                                "readiness_probe": {
+                                    "exec_": {"command": ["pg_isready", "-U", "mlflow"]},
+                                    "period_seconds": 10,
                                 },
-                                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+                                "volume_mounts": [{"name": "data", "mount_path": "/var/lib/postgresql/data"}],
                                 "resources": {
                                     "requests": {"cpu": "250m", "memory": "512Mi"},
                                     "limits": {"memory": "1Gi"},
                                 },
-                                "securityContext": RESTRICTED,
+                                "security_context": RESTRICTED,
                             }
                         ],
                     },
                 },
-                "volumeClaimTemplates": [
+                "volume_claim_templates": [
                     {
                         "metadata": {"name": "data"},
                         "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "storageClassName": self.target.storage_class,
+                            "access_modes": ["ReadWriteOnce"],
+                            "storage_class_name": self.target.storage_class,
                             "resources": {"requests": {"storage": "20Gi"}},
                         },
                     }
@@ -287,7 +290,7 @@ class Mlflow(PlatformComponent):
             f"{self.name}-postgres",
             metadata={"name": "mlflow-postgres", "namespace": NAMESPACE, "labels": labels},
             spec={
-                "clusterIP": "None",
+                "cluster_ip": "None",
                 "selector": {"app.kubernetes.io/name": "mlflow-postgres"},
                 "ports": [{"name": "postgres", "port": 5432}],
             },
