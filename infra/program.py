@@ -17,7 +17,7 @@ from pulumi.runtime.config import CONFIG, get_config_env
 from infra.clouds import TargetPlugin, plugin_of
 from infra.components.platform import build_platform, charts_needed
 from infra.sources import Sources
-from infra.stack import StackConfig, StackConfigError, cluster_name, load_pulumi_config
+from infra.stack import PROVIDER_SECRETS, StackConfig, StackConfigError, cluster_name, load_pulumi_config
 from infra.target import ClusterArgs
 
 
@@ -46,9 +46,12 @@ def provider_settings(config: Mapping[str, str], plugin: TargetPlugin) -> dict[s
         if raw is None:
             continue
         try:
-            value = json.loads(raw) if raw[:1] in "[{" or raw in ("true", "false") else raw
+            # Lists and booleans arrive JSON-encoded; an object stays text (gcp:credentials is a key file's JSON).
+            value = json.loads(raw) if raw[:1] == "[" or raw in ("true", "false") else raw
         except json.JSONDecodeError:
             value = raw
+        if f"{plugin.provider_namespace}:{key}".lower() in PROVIDER_SECRETS:
+            value = pulumi.Output.secret(value)  # a credential stays encrypted in the state, whatever its SDK marks
         settings[re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()] = value
     return settings
 

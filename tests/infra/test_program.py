@@ -10,7 +10,7 @@ from pulumi.runtime.config import set_all_config
 from infra import program
 from infra.clouds import plugin_of
 from infra.stack import REPO_ROOT
-from tests.infra.pulumi_mocks import Recorder
+from tests.infra.pulumi_mocks import SECRET_SIG, Recorder, unsecret
 from tests.infra.test_schema import stack_values
 
 
@@ -157,3 +157,14 @@ def test_pulumi_yaml_points_at_the_program_and_the_stacks():
     assert project["main"] == "infra/"
     assert project["stackConfigDir"] == "stacks"
     assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv/infra"}}
+
+
+def test_provider_credentials_are_handed_over_as_secrets():
+    """gcp:credentials is no secret to its SDK; the kit keeps it encrypted in the state all the same."""
+    recorded: list[Recorder] = []
+    given = {"gcp:credentials": '{"type": "service_account"}', "gcp:billingProject": "acme"}
+    built_outputs("gcp", given, recorded)
+    inputs = recorded[0].one("pulumi:providers:gcp").inputs
+    assert inputs["billingProject"] == "acme"
+    assert isinstance(inputs["credentials"], dict) and SECRET_SIG in inputs["credentials"]  # a secret, not text
+    assert unsecret(inputs["credentials"]) == '{"type": "service_account"}'
