@@ -60,7 +60,7 @@ test-slow: setup cluster-tools ## run only the slow end-to-end and load tests
 lint: setup ## ruff lint and format check, pyright over infra/, helm lint of every chart
 	ruff check .
 	ruff format --check .
-	pyright
+	pyright --project pyproject.toml
 	@for chart in charts/*/; do \
 	  values=$$chart/ci/lint-values.yaml; \
 	  helm lint --strict $$chart $$( [ -f $$values ] && echo --values $$values ) || exit 1; \
