@@ -368,6 +368,10 @@ class TargetConfig(ConfigModel):
         """Problems with one team on this target (e.g. identities no cloud maps), as (field, message) pairs."""
         return []
 
+    def block_problems(self, teams: list[Team]) -> list[tuple[str, str]]:
+        """Problems of this block that depend on the stack's teams, as (field in the block, message) pairs."""
+        return []
+
     def node_pool_problems(self, pool: NodePool) -> list[tuple[str, str]]:
         """Problems with one pool on this target, as (field, message) pairs."""
         problems: list[tuple[str, str]] = []

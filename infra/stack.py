@@ -154,6 +154,8 @@ class StackConfig(ConfigModel):
         for i, team in enumerate(self.teams):
             for field, message in block.team_problems(team):
                 yield ("teams", i, *_path(field)), message
+        for field, message in block.block_problems(self.teams):
+            yield ("target", *_path(field)), message
 
     def _name_problems(self):
         for key, items in (("nodePools", self.node_pools), ("teams", self.teams)):

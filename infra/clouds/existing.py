@@ -110,6 +110,17 @@ class ExistingConfig(TargetConfig):
             ]
         return []
 
+    def block_problems(self, teams: list[Team]) -> list[tuple[str, str]]:
+        names = {t.name for t in teams}
+        return [
+            (
+                f"objectStore.teamKeys.{name}",
+                f"names no team of this stack; expected one of: {', '.join(sorted(names))}",
+            )
+            for name in self.object_store.team_keys
+            if name not in names
+        ]
+
 
 def credential_problem(config: ExistingConfig, env: Mapping[str, str], home: Path) -> str | None:
     if config.kubeconfig:
