@@ -64,6 +64,11 @@ class PlatformComponent(pulumi.ComponentResource):
         )
 
 
+def store_keys_secret(service_account: str) -> str:
+    """The Secret of object-store keys that pods running as ``service_account`` load, where the target uses keys."""
+    return f"{service_account}-object-store"
+
+
 def bound_service_account(
     component: PlatformComponent,
     key: str,
@@ -91,7 +96,7 @@ def bound_service_account(
     if binding.credentials:
         k8s.core.v1.Secret(
             f"{component.name}-{key}-keys",
-            metadata={"name": f"{name}-object-store", "namespace": namespace, "labels": PART_OF},
+            metadata={"name": store_keys_secret(name), "namespace": namespace, "labels": PART_OF},
             string_data={k: pulumi.Output.secret(v) for k, v in binding.credentials.items()},
             opts=component.opts(*depends_on),
         )

@@ -22,11 +22,13 @@ from infra import versions
 from infra.components.base import PART_OF, PlatformComponent, bound_service_account
 from infra.config import Mlflow as MlflowConfig
 from infra.target import ClusterTarget
+from mlkit_contract import CREDENTIALS_SECRET
 from workloads.mlflow import auth
 
 NAMESPACE = "mlflow"
 PORT = 5000
 ARTIFACT_PREFIX = "mlflow"
+URL = f"http://mlflow.{NAMESPACE}.svc.cluster.local:{PORT}"  # how team pods reach it (the team profile's trackingUri)
 # The in-cluster names clients reach the server by, and a port-forward's localhost.
 ALLOWED_HOSTS = (
     f"mlflow.{NAMESPACE}.svc.cluster.local:{PORT}",
@@ -174,7 +176,7 @@ class Mlflow(PlatformComponent):
             },
             opts=self.opts(namespace),
         )
-        self.url = f"http://mlflow.{NAMESPACE}.svc.cluster.local:{PORT}"
+        self.url = URL
         self.register_outputs({"url": self.url})
 
     def _auth(self, database_url: pulumi.Input[str], teams: dict[str, k8s.core.v1.Namespace], namespace) -> dict:
@@ -205,7 +207,7 @@ class Mlflow(PlatformComponent):
         for team, password in passwords.items():
             k8s.core.v1.Secret(
                 f"{self.name}-credentials-{team}",
-                metadata={"name": auth.CREDENTIALS_SECRET, "namespace": team, "labels": PART_OF},
+                metadata={"name": CREDENTIALS_SECRET, "namespace": team, "labels": PART_OF},
                 string_data={auth.USERNAME_KEY: auth.team_username(team), auth.PASSWORD_KEY: password},
                 opts=self.opts(teams[team]),
             )

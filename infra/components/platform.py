@@ -6,6 +6,8 @@ needs), team namespaces before the Spark operator that watches them.
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 
 from infra import versions
@@ -40,7 +42,11 @@ def build_platform(name: str, config, target: ClusterTarget) -> dict[str, object
     """Create the enabled components and the team workspaces; return the stack outputs that reach them."""
     platform = config.platform
     sources = Sources(config.charts)
-    workspaces = {team.name: TeamWorkspace(f"{name}-team-{team.name}", target, team) for team in config.teams}
+    mlflow_uri = mlflow.URL if platform.mlflow.enabled else None
+    workspaces = {
+        team.name: TeamWorkspace(f"{name}-team-{team.name}", target, team, mlflow_uri=mlflow_uri)
+        for team in config.teams
+    }
     if config.teams:
         TeamAccess(f"{name}-team-access", target)
     GpuDevicePlugin(f"{name}-gpu", target, platform.gpu_plugin, sources=sources)
@@ -89,4 +95,6 @@ def build_platform(name: str, config, target: ClusterTarget) -> dict[str, object
     return {
         "access": access,
         "featureStores": {team: pulumi.Output.from_input(w.feature_store) for team, w in workspaces.items()},
+        # Each team's profile (mlkit_contract.TeamProfile), as in its ConfigMap mlkit-team-profile.
+        "teamProfiles": {team: w.profile.apply(json.loads) for team, w in workspaces.items()},
     }

@@ -1,8 +1,7 @@
-"""The Spark operator, watching the team namespaces, and the feature store settings feature jobs mount."""
+"""The Spark operator, watching the team namespaces, and the Hadoop settings feature jobs mount."""
 
 from __future__ import annotations
 
-import json
 from xml.sax.saxutils import escape
 
 import pulumi
@@ -11,11 +10,9 @@ import pulumi_kubernetes as k8s
 from infra.components.base import PART_OF, PlatformComponent
 from infra.config import SparkOperator as SparkOperatorConfig
 from infra.target import WEBHOOK_PORTS, ClusterTarget
-from workloads.common.spark import HUDI_SPARK_CONF  # one place for Hudi's Spark settings, local and in-cluster
 
 NAMESPACE = "spark-operator"
-FEATURE_STORE_CONFIGMAP = "mlkit-feature-store"
-HADOOP_CONFIGMAP = "mlkit-feature-store-hadoop"  # charts/feature-job's default hadoopConfigMap
+HADOOP_CONFIGMAP = "mlkit-feature-store-hadoop"  # named in the team profile; charts/feature-job mounts it
 
 
 class SparkOperator(PlatformComponent):
@@ -67,39 +64,13 @@ def core_site(conf: dict[str, str]) -> str:
     return f'<?xml version="1.0"?>\n<configuration>\n{properties}</configuration>\n'
 
 
-def feature_store_configmaps(
-    component: PlatformComponent, namespace: str, root: pulumi.Output[str], *depends_on: pulumi.Resource
-) -> list[k8s.core.v1.ConfigMap]:
-    """The feature store is no server: a root URI, Hudi's Spark settings and the target's filesystem settings."""
-    hadoop = component.target.hadoop_conf()
-    spark_defaults = pulumi.Output.all(**hadoop).apply(
-        lambda conf: "".join(
-            f"{k} {v}\n"
-            for k, v in sorted({**HUDI_SPARK_CONF, **{f"spark.hadoop.{k}": v for k, v in conf.items()}}.items())
-        )
+def hadoop_configmap(
+    component: PlatformComponent, namespace: str, *depends_on: pulumi.Resource
+) -> k8s.core.v1.ConfigMap:
+    """The target's filesystem settings as core-site.xml, which the Spark operator mounts (``hadoopConfigMap``)."""
+    return k8s.core.v1.ConfigMap(
+        f"{component.name}-feature-store-hadoop",
+        metadata={"name": HADOOP_CONFIGMAP, "namespace": namespace, "labels": PART_OF},
+        data={"core-site.xml": pulumi.Output.all(**component.target.hadoop_conf()).apply(core_site)},
+        opts=component.opts(*depends_on),
     )
-    return [
-        k8s.core.v1.ConfigMap(
-            f"{component.name}-feature-store",
-            metadata={"name": FEATURE_STORE_CONFIGMAP, "namespace": namespace, "labels": PART_OF},
-            data={
-                "MLKIT_FEATURE_STORE": root,
-                "spark-defaults.conf": spark_defaults,
-                # Per node pool, what a pod needs to run there: its selector and every toleration its nodes need.
-                "pools.json": json.dumps(
-                    {
-                        name: {"nodeSelector": p.node_selector, "tolerations": p.tolerations}
-                        for name, p in sorted(component.target.placements().items())
-                    },
-                    sort_keys=True,
-                ),
-            },
-            opts=component.opts(*depends_on),
-        ),
-        k8s.core.v1.ConfigMap(
-            f"{component.name}-feature-store-hadoop",
-            metadata={"name": HADOOP_CONFIGMAP, "namespace": namespace, "labels": PART_OF},
-            data={"core-site.xml": pulumi.Output.all(**hadoop).apply(core_site)},
-            opts=component.opts(*depends_on),
-        ),
-    ]

@@ -11,16 +11,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components import mlflow, monitoring, pipelines
-from infra.components.base import PART_OF, PlatformComponent, bound_service_account
-from infra.components.spark import feature_store_configmaps
+from infra.components.base import PART_OF, PlatformComponent, bound_service_account, store_keys_secret
+from infra.components.spark import HADOOP_CONFIGMAP, hadoop_configmap
 from infra.config import Team
 from infra.target import ClusterTarget
+from mlkit_contract import CREDENTIALS_SECRET, PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
 
 TEAM_LABEL = "mlkit.io/team"
 # Namespaces team pods may call: the tracking server, pipelines, and the kind target's object store.
 PLATFORM_NAMESPACES = [mlflow.NAMESPACE, pipelines.NAMESPACE, "mlkit-system"]
 # What a team's own workloads run as: Spark jobs (which also start executor pods), and everything else.
 SERVICE_ACCOUNTS = ("spark", "ml")
+SPARK_ACCOUNT, MODELS_ACCOUNT = SERVICE_ACCOUNTS
 
 
 def team_prefix(team: str) -> str:
@@ -57,7 +59,9 @@ class TeamAccess(pulumi.ComponentResource):
 
 
 class TeamWorkspace(PlatformComponent):
-    def __init__(self, name: str, target: ClusterTarget, team: Team, opts=None):
+    """``mlflow_uri``: the tracking server's in-cluster URI, None where MLflow is off; it goes into the profile."""
+
+    def __init__(self, name: str, target: ClusterTarget, team: Team, mlflow_uri: str | None = None, opts=None):
         super().__init__("TeamWorkspace", name, target, opts)
         ns = team.name
         self.namespace_resource = self.namespace(ns, {TEAM_LABEL: ns})
@@ -132,8 +136,71 @@ class TeamWorkspace(PlatformComponent):
             opts=self.opts(after_ns),
         )
         self.feature_store = target.object_store.uri(f"{team_prefix(ns)}/features")
-        feature_store_configmaps(self, ns, self.feature_store, after_ns)
-        self.register_outputs({"featureStore": self.feature_store})
+        hadoop_configmap(self, ns, after_ns)
+        self.profile = self._profile(ns, mlflow_uri)
+        k8s.core.v1.ConfigMap(
+            f"{name}-profile",
+            metadata={"name": PROFILE_CONFIGMAP, "namespace": ns, "labels": PART_OF},
+            data={PROFILE_KEY: self.profile},
+            opts=self.opts(after_ns),
+        )
+        self.register_outputs({"featureStore": self.feature_store, "profile": self.profile})
+
+    def _profile(self, ns: str, mlflow_uri: str | None) -> pulumi.Output[str]:
+        """The team profile's JSON, validated by the contract's model (mlkit_contract.TeamProfile)."""
+        target, store = self.target, self.target.object_store
+        spark, models = self.bindings[SPARK_ACCOUNT], self.bindings[MODELS_ACCOUNT]
+        if spark.pod_labels != models.pod_labels:
+            raise ValueError(
+                f"target {target.name}: the team's service accounts need different pod labels "
+                f"({spark.pod_labels} and {models.pod_labels}); the team profile carries one set"
+            )
+
+        def keys(account: str) -> str | None:
+            return store_keys_secret(account) if self.bindings[account].credentials else None
+
+        def build(resolved: dict) -> str:
+            root = resolved["root"]
+            profile = {
+                "team": ns,
+                "namespace": ns,
+                "root": root,
+                "featureStore": f"{root}/features",
+                "models": f"{root}/models",
+                "requestLogs": f"{root}/request-logs",
+                "objectStore": {
+                    "scheme": store.scheme,
+                    "bucket": resolved["bucket"],
+                    "endpoint": resolved["endpoint"],
+                    "region": store.region,
+                    "account": resolved["account"],
+                    "pathStyle": store.path_style,
+                },
+                "serviceAccounts": {"spark": SPARK_ACCOUNT, "models": MODELS_ACCOUNT},
+                "podLabels": dict(spark.pod_labels),
+                "storeKeysSecret": {"spark": keys(SPARK_ACCOUNT), "models": keys(MODELS_ACCOUNT)},
+                "hadoopConf": {k: str(v) for k, v in resolved["hadoop"].items()},
+                "hadoopConfigMap": HADOOP_CONFIGMAP,
+                "gpu": {
+                    "resourceName": target.gpu.resource_name,
+                    "nodeSelector": dict(target.gpu.node_selector),
+                    "tolerations": list(target.gpu.tolerations),
+                },
+                "pools": {
+                    pool: {"nodeSelector": p.node_selector, "tolerations": p.tolerations}
+                    for pool, p in sorted(target.placements().items())
+                },
+                "mlflow": {"trackingUri": mlflow_uri, "credentialsSecret": CREDENTIALS_SECRET},
+            }
+            return TeamProfile.model_validate(profile).to_json()
+
+        return pulumi.Output.all(
+            root=store.uri(team_prefix(ns)),
+            bucket=store.bucket,
+            endpoint=store.endpoint,
+            account=store.account,
+            hadoop=pulumi.Output.all(**target.hadoop_conf()),
+        ).apply(build)
 
     def _network_policies(self, ns: str, after_ns) -> None:
         def policy(key: str, spec: k8s.networking.v1.NetworkPolicySpecArgsDict) -> None:

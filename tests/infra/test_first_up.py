@@ -14,6 +14,7 @@ import yaml
 
 from infra.clouds.aws import irsa_trust_policy, parent_keys, prefix_policy, spot_instance_types
 from infra.stack import REPO_ROOT, parse_stack
+from mlkit_contract import PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
 from tests.infra.pulumi_mocks import deploy, unsecret
 from tests.infra.pulumi_mocks import provision as provision_target
 from tests.infra.test_clouds import config_of, provision
@@ -159,20 +160,20 @@ def test_5_every_taint_on_every_pool_is_tolerated_by_its_published_placement():
             assert [toleration(t) for t in taints] == target.placements()[pool.name].tolerations, (stack, pool.name)
 
 
-def test_5_team_configmap_carries_the_placements():
+def test_5_team_profile_carries_the_placements():
     mocks = platform_of(config_of("azure"))
     configmap = next(
         c
         for c in team_objects(mocks, "kubernetes:core/v1:ConfigMap", "churn")
-        if c["metadata"]["name"] == "mlkit-feature-store"
+        if c["metadata"]["name"] == PROFILE_CONFIGMAP
     )
-    pools = json.loads(configmap["data"]["pools.json"])
+    pools = TeamProfile.model_validate_json(configmap["data"][PROFILE_KEY]).pools
     assert {
         "key": "kubernetes.azure.com/scalesetpriority",
         "operator": "Equal",
         "value": "spot",
         "effect": "NoSchedule",
-    } in pools["spark"]["tolerations"]
+    } in pools["spark"].tolerations
 
 
 def test_5_aks_user_pools_are_created_one_after_another(azure):

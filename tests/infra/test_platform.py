@@ -302,20 +302,6 @@ def test_team_members_edit_only_their_namespace(stack):
     assert not mocks.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
 
 
-def test_each_team_feature_store_config_points_at_its_own_prefix(stack):
-    name, mocks = stack
-    for team in config_of(name).teams:
-        data = next(
-            c
-            for c in team_objects(mocks, "kubernetes:core/v1:ConfigMap", team.name)
-            if c["metadata"]["name"] == "mlkit-feature-store"
-        )["data"]
-        assert data["MLKIT_FEATURE_STORE"].endswith(f"/teams/{team.name}/features")
-        assert (
-            "spark.sql.extensions org.apache.spark.sql.hudi.HoodieSparkSessionExtension" in data["spark-defaults.conf"]
-        )
-
-
 def test_a_second_team_cannot_reach_the_first_teams_prefix():
     """On AWS, read the IAM policies the cloud layer wrote for each team's service accounts."""
     mocks = platform_of(config_of("aws"))
