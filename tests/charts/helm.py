@@ -10,6 +10,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = shutil.which("helm", path=str(REPO / ".cache" / "bin")) or shutil.which("helm")
+# A team profile as the platform publishes it (the made-up team `make lint` lints with), for renders without a cluster.
+PROFILE = yaml.safe_load((REPO / "charts" / "feature-job" / "ci" / "lint-values.yaml").read_text())["profile"]
 
 
 def helm(*args: str, values: dict | None = None, tmp_path: Path | None = None) -> subprocess.CompletedProcess:

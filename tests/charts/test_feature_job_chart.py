@@ -6,18 +6,13 @@ import pytest
 import yaml
 
 from infra.manifests import problems, validate_all
-from tests.charts.helm import REPO, helm, render
+from tests.charts.helm import PROFILE, REPO, helm, render
 
 CHART = REPO / "charts" / "feature-job"
 SPECS = {
     p.name: yaml.safe_load(p.read_text()) for p in sorted((REPO / "workloads" / "features" / "specs").glob("*.yaml"))
 }
-VALUES = {
-    "featureStore": "s3://acme-mlkit/features/churn",
-    "input": "s3://acme-mlkit/raw/telco/2026-02.csv",
-    "serviceAccount": "churn-spark",
-    "specs": SPECS,
-}
+VALUES = {"profile": PROFILE, "input": "raw/telco/2026-02.csv", "specs": SPECS}
 
 
 def by_kind(documents: list[dict]) -> dict[str, dict]:
@@ -37,14 +32,15 @@ def test_one_off_job_renders_a_valid_spark_application(tmp_path):
     args = app["arguments"]
     assert args[:1] == ["ingest"]
     assert [args[i + 1] for i, a in enumerate(args) if a == "--spec"] == [f"/etc/mlkit/specs/{name}" for name in SPECS]
-    assert (
-        args[args.index("--store") + 1] == VALUES["featureStore"] and args[args.index("--input") + 1] == VALUES["input"]
-    )
+    # The store is the profile's; the input, typed relative to the team root, lands under it.
+    assert args[args.index("--store") + 1] == PROFILE["featureStore"]
+    assert args[args.index("--input") + 1] == f"{PROFILE['root']}/raw/telco/2026-02.csv"
     assert "--event-time" not in args  # a scheduled or one-off run stamps its own time unless told
     for role in ("driver", "executor"):
-        assert app[role]["serviceAccount"] == "churn-spark"
+        assert app[role]["serviceAccount"] == PROFILE["serviceAccounts"]["spark"]
         assert app[role]["securityContext"]["runAsNonRoot"] is True
-    assert app["hadoopConfigMap"] == "mlkit-feature-store-hadoop"
+        assert app[role]["envFrom"] == [{"secretRef": {"name": PROFILE["storeKeysSecret"]["spark"]}}]
+    assert app["hadoopConfigMap"] == PROFILE["hadoopConfigMap"]
     assert app["mainApplicationFile"] == "local:///opt/mlkit/workloads/features/__main__.py"
 
 
@@ -77,6 +73,44 @@ def test_wrong_values_fail_at_install_with_the_key(tmp_path, change, message):
     result = helm("template", "release", str(CHART), values={**VALUES, **change}, tmp_path=tmp_path)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"featureStore": "s3://another-bucket/teams/example/features"}, "featureStore"),
+        ({"featureStore": f"{PROFILE['root']}-other/features"}, "featureStore"),  # a sibling sharing the prefix
+        ({"input": "../fraud/raw.csv"}, "input"),
+        ({"input": "s3://example-bucket/teams/fraud/raw.csv"}, "input"),
+    ],
+)
+def test_a_typed_path_outside_the_team_root_fails_naming_the_root(tmp_path, change, key):
+    result = helm("template", "release", str(CHART), values={**VALUES, **change}, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert f"{key} {next(iter(change.values()))!r}".replace("'", '"') in result.stderr
+    assert f"lies outside the team root {PROFILE['root']}" in result.stderr, result.stderr
+
+
+def test_a_typed_path_inside_the_root_is_taken(tmp_path):
+    store = f"{PROFILE['root']}/features-v2"
+    args = by_kind(render("feature-job", {**VALUES, "featureStore": store}, tmp_path))["SparkApplication"]["spec"]
+    assert args["arguments"][args["arguments"].index("--store") + 1] == store
+
+
+def test_without_a_profile_the_install_fails_naming_the_configmap(tmp_path):
+    values = {k: v for k, v in VALUES.items() if k != "profile"}
+    result = helm("template", "release", str(CHART), "-n", "churn", values=values, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert (
+        'no team profile: ConfigMap mlkit-team-profile (key profile.json) is not in namespace "churn"' in result.stderr
+    )
+
+
+def test_without_store_keys_no_secret_is_loaded(tmp_path):
+    """On a cloud identity the profile names no keys Secret: the pods load none."""
+    profile = {**PROFILE, "storeKeysSecret": {"spark": None, "models": None}}
+    app = by_kind(render("feature-job", {**VALUES, "profile": profile}, tmp_path))["SparkApplication"]["spec"]
+    assert "envFrom" not in app["driver"] and "envFrom" not in app["executor"]
 
 
 def test_the_validator_catches_a_misspelled_field(tmp_path):

@@ -12,6 +12,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/* The SparkApplication spec, shared by the one-off and the scheduled form. */}}
 {{- define "feature-job.sparkSpec" -}}
+{{- $profile := include "feature-job.profile" . | fromJson -}}
+{{- $store := include "feature-job.storeUri" (dict "key" "featureStore" "uri" (.Values.featureStore | default $profile.featureStore) "root" $profile.root) -}}
+{{- $input := include "feature-job.storeUri" (dict "key" "input" "uri" .Values.input "root" $profile.root) -}}
+{{- $account := $profile.serviceAccounts.spark -}}
 type: Python
 pythonVersion: "3"
 mode: cluster
@@ -25,9 +29,9 @@ arguments:
   - /etc/mlkit/specs/{{ $file }}
   {{- end }}
   - --input
-  - {{ .Values.input | quote }}
+  - {{ $input | quote }}
   - --store
-  - {{ .Values.featureStore | quote }}
+  - {{ $store | quote }}
   {{- with .Values.eventTime }}
   - --event-time
   - {{ . | quote }}
@@ -37,9 +41,7 @@ arguments:
   - {{ . | quote }}
   {{- end }}
 sparkVersion: {{ .Values.sparkVersion | quote }}
-{{- with .Values.hadoopConfigMap }}
-hadoopConfigMap: {{ . }}
-{{- end }}
+hadoopConfigMap: {{ $profile.hadoopConfigMap }}
 sparkConf:
   {{- /* The root filesystem is read-only: Spark SQL's warehouse goes to the writable /tmp. */}}
   {{- toYaml (merge (deepCopy .Values.sparkConf) (dict "spark.sql.warehouse.dir" "/tmp/spark-warehouse")) | nindent 2 }}
@@ -57,29 +59,37 @@ volumes:
 driver:
   cores: {{ .Values.driver.cores }}
   memory: {{ .Values.driver.memory | quote }}
-  serviceAccount: {{ .Values.serviceAccount }}
+  serviceAccount: {{ $account }}
   labels:
     {{- include "feature-job.labels" . | nindent 4 }}
     app.kubernetes.io/component: driver
-    azure.workload.identity/use: "true"  # harmless elsewhere; on AKS it projects the federated token
+    {{- /* What the target's workload identity needs (AKS: projects the federated token). */}}
+    {{- with $profile.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $profile.storeKeysSecret.spark }}
   envFrom:  # object-store keys, on targets without a cloud identity (kind, existing)
     - secretRef:
-        name: {{ .Values.serviceAccount }}-object-store
-        optional: true
+        name: {{ . }}
+  {{- end }}
   {{- include "feature-job.podSecurity" . | nindent 2 }}
 executor:
   instances: {{ .Values.executor.instances }}
   cores: {{ .Values.executor.cores }}
   memory: {{ .Values.executor.memory | quote }}
-  serviceAccount: {{ .Values.serviceAccount }}
+  serviceAccount: {{ $account }}
   labels:
     {{- include "feature-job.labels" . | nindent 4 }}
     app.kubernetes.io/component: executor
-    azure.workload.identity/use: "true"  # harmless elsewhere; on AKS it projects the federated token
+    {{- /* What the target's workload identity needs (AKS: projects the federated token). */}}
+    {{- with $profile.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $profile.storeKeysSecret.spark }}
   envFrom:  # object-store keys, on targets without a cloud identity (kind, existing)
     - secretRef:
-        name: {{ .Values.serviceAccount }}-object-store
-        optional: true
+        name: {{ . }}
+  {{- end }}
   {{- include "feature-job.podSecurity" . | nindent 2 }}
 {{- end -}}
 
@@ -107,4 +117,40 @@ volumeMounts:
     readOnly: true
   - name: tmp
     mountPath: /tmp
+{{- end -}}
+
+{{/* The team profile (mlkit_contract.TeamProfile), as a dict: the platform's ConfigMap mlkit-team-profile in
+the release namespace, read at install; else the `profile` value (helm template, GitOps, tests); else a failure. */}}
+{{- define "feature-job.profile" -}}
+{{- $json := "" -}}
+{{- with lookup "v1" "ConfigMap" .Release.Namespace "mlkit-team-profile" -}}
+{{- $json = index (.data | default dict) "profile.json" | default "" -}}
+{{- end -}}
+{{- if not $json -}}
+{{- if .Values.profile -}}
+{{- $json = toJson .Values.profile -}}
+{{- else -}}
+{{- fail (printf "no team profile: ConfigMap mlkit-team-profile (key profile.json) is not in namespace %q; install into a team namespace the platform created, or pass the team's profile (pulumi stack output teamProfiles) as the `profile` value" .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+{{- $profile := fromJson $json -}}
+{{- if ne (toString (index $profile "schemaVersion")) "1" -}}
+{{- fail (printf "the team profile in namespace %q is not schemaVersion 1 (this chart reads 1): %s" .Release.Namespace (index $profile "Error" | default (toString (index $profile "schemaVersion")))) -}}
+{{- end -}}
+{{- toJson $profile -}}
+{{- end -}}
+
+{{/* A store path a user typed, resolved and checked against the team root: a full URI must lie under the root,
+a relative path is taken under it. Called with (dict "key" <value name> "uri" <value> "root" <profile root>). */}}
+{{- define "feature-job.storeUri" -}}
+{{- $root := trimSuffix "/" .root -}}
+{{- $uri := .uri -}}
+{{- if not (or (contains "://" $uri) (hasPrefix "/" $uri)) -}}
+{{- $uri = printf "%s/%s" $root $uri -}}
+{{- end -}}
+{{- $below := splitList "/" (trimPrefix $root $uri) -}}
+{{- if or (not (or (eq $uri $root) (hasPrefix (printf "%s/" $root) $uri))) (has ".." $below) (has "." $below) -}}
+{{- fail (printf "%s %q lies outside the team root %s: give a URI under it, or a path relative to it" .key .uri $root) -}}
+{{- end -}}
+{{- $uri -}}
 {{- end -}}
