@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from infra.simcluster import BIN
-from tests.charts.test_feature_job_chart import VALUES as FEATURE_JOB_VALUES
+from mlkit_contract import PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
+from tests.charts.test_feature_job_chart import SPECS
 from tests.live.harness import REPO, LiveStack
 
 KIT_NAMESPACES = {
@@ -189,19 +190,48 @@ def test_each_team_namespace_has_its_network_policies(stack):
         assert names == {"default-deny", "same-namespace", "dns", "platform-services", "https-out", "from-platform"}
 
 
-def test_the_workload_charts_install_into_a_team_namespace_and_the_api_accepts_their_resources(stack, tmp_path):
+def test_each_team_namespace_holds_its_profile_as_the_stack_exports_it(stack):
+    outputs = json.loads(stack.pulumi("stack", "output", "teamProfiles", "--json").stdout)
+    for team in ("churn", "fraud"):
+        [configmap] = objects(stack, "configmaps", "-n", team, "--field-selector", f"metadata.name={PROFILE_CONFIGMAP}")
+        profile = TeamProfile.model_validate_json(configmap["data"][PROFILE_KEY])
+        assert profile.team == team and profile.root.endswith(f"/teams/{team}")
+        assert TeamProfile.model_validate(outputs[team]) == profile
+
+
+def test_the_workload_charts_install_into_a_team_namespace_from_its_profile_alone(stack, tmp_path):
+    """No store path, service account or profile typed: the charts read the ConfigMap through `lookup`."""
+    [configmap] = objects(stack, "configmaps", "-n", "churn", "--field-selector", f"metadata.name={PROFILE_CONFIGMAP}")
+    profile = TeamProfile.model_validate_json(configmap["data"][PROFILE_KEY])
     values = tmp_path / "features.yaml"
-    values.write_text(yaml.safe_dump({**FEATURE_JOB_VALUES, "serviceAccount": "spark"}))
+    values.write_text(yaml.safe_dump({"specs": SPECS}))
     features = helm(
         stack, "install", "features", str(REPO / "charts" / "feature-job"), "-n", "churn", "-f", str(values), "--wait"
     )
     assert features.returncode == 0, features.stderr
     serving = helm(stack, "install", "model", str(REPO / "charts" / "model-serving"), "-n", "churn", "--wait")
     assert serving.returncode == 0, serving.stderr
-    assert [a["metadata"]["name"] for a in objects(stack, "sparkapplications", "-n", "churn")]
-    assert [d["metadata"]["name"] for d in objects(stack, "seldondeployments", "-n", "churn")]
+    [app] = objects(stack, "sparkapplications", "-n", "churn")
+    args = app["spec"]["arguments"]
+    assert args[args.index("--store") + 1] == profile.feature_store
+    assert profile.contains(args[args.index("--input") + 1])
+    assert app["spec"]["driver"]["serviceAccount"] == profile.service_accounts.spark
+    assert app["spec"]["hadoopConfigMap"] == profile.hadoop_config_map
+    [deployment] = objects(stack, "seldondeployments", "-n", "churn")
+    pod = deployment["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert pod["serviceAccountName"] == profile.service_accounts.models
+    assert profile.contains(env["MLKIT_REQUEST_LOG"]) and env["MLFLOW_TRACKING_URI"] == profile.mlflow.tracking_uri
     for release in ("features", "model"):
         assert helm(stack, "uninstall", release, "-n", "churn", "--wait").returncode == 0
+
+
+def test_a_chart_installed_where_no_profile_is_fails_naming_the_configmap(stack):
+    kubectl(stack, "create", "namespace", "no-team", check=False)
+    result = helm(stack, "install", "model", str(REPO / "charts" / "model-serving"), "-n", "no-team")
+    assert result.returncode != 0
+    assert 'ConfigMap mlkit-team-profile (key profile.json) is not in namespace "no-team"' in result.stderr
+    kubectl(stack, "delete", "namespace", "no-team", "--wait=false")
 
 
 def test_a_second_up_changes_nothing(stack):
