@@ -30,18 +30,11 @@ cluster: setup ## start a live control plane on this machine, the node pools of 
 cluster-down: ## stop the live control plane started by `make cluster` and delete its files
 	.venv/infra/bin/python -m infra.simcluster down
 
-# The kit's own images: each workloads/<name>/Dockerfile, tagged as the platform references them.
-IMAGES := features training serving mlflow
+# The kit's own images: each workloads/<name>/Dockerfile, tagged as the platform references them, built with
+# the versions of their one source (scripts/images.py says which). DRY_RUN=1 prints the commands instead.
 images: ## build the kit's images with Docker and push them to REGISTRY (KIND_CLUSTER=name loads them into kind instead)
 	@[ -n "$(REGISTRY)" ] || { echo "make images: set REGISTRY, the registry in your stack's mlkit:images (e.g. REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlkit)" >&2; exit 2; }
-	@command -v docker >/dev/null || { echo "make images: Docker is not installed (https://docs.docker.com/engine/install/)" >&2; exit 1; }
-	@tag=$$(.venv/infra/bin/python -c 'from infra import versions; print(versions.KIT_IMAGE_TAG)'); \
-	for image in $(IMAGES); do \
-	  ref=$(REGISTRY)/mlkit-$$image:$$tag; \
-	  echo "==> $$ref"; \
-	  docker build -t $$ref -f workloads/$$image/Dockerfile $$( [ $$image = mlflow ] && echo workloads/mlflow || echo . ); \
-	  if [ -n "$(KIND_CLUSTER)" ]; then kind load docker-image $$ref --name $(KIND_CLUSTER); else docker push $$ref; fi; \
-	done
+	@$(INFRA)/python scripts/images.py --registry "$(REGISTRY)" $(if $(KIND_CLUSTER),--kind-cluster "$(KIND_CLUSTER)") $(if $(DRY_RUN),--dry-run)
 
 # Seldon's microservice binds 0.0.0.0: its tests run in a private network namespace (loopback only).
 CONFINED := scripts/confined
