@@ -25,10 +25,10 @@ cluster-tools: ## build the live cluster's control plane, kwok and (for the test
 
 cluster: setup ## start a live control plane on this machine, the node pools of CLUSTER_STACK (default sim) simulated by kwok
 	@scripts/cluster-tools.sh cluster
-	.venv/infra/bin/python -m infra.simcluster up $(CLUSTER_STACK)
+	.venv/infra/bin/python -m mlkit_dev.simcluster up $(CLUSTER_STACK)
 
 cluster-down: ## stop the live control plane started by `make cluster` and delete its files
-	.venv/infra/bin/python -m infra.simcluster down
+	.venv/infra/bin/python -m mlkit_dev.simcluster down
 
 # The kit's own images: each workloads/<name>/Dockerfile, tagged as the platform references them, built with
 # the versions of their one source (scripts/images.py says which). DRY_RUN=1 prints the commands instead.
@@ -65,7 +65,7 @@ fmt: setup ## apply ruff's fixes and formatting
 
 demo: setup ## run the ML loop on this machine, on its embedded defaults
 	mlkit validate local
-	.venv/workloads/bin/python -m workloads.demo
+	.venv/workloads/bin/python -m mlkit_dev.demo
 
 # environment:benchmark pairs (benchmarks/bench_<name>.py); serving runs confined, like its tests
 BENCHMARKS := infra:config infra:platform workloads:featurestore workloads:training

@@ -16,8 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from infra.simcluster import SimCluster  # noqa: E402
 from infra.stack import load_stack_file  # noqa: E402
+from mlkit_dev.simcluster import SimCluster  # noqa: E402
 from tests.live.harness import LiveStack  # noqa: E402
 
 TEAM_COUNTS = (1, 10, 50)

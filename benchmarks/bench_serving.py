@@ -24,15 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run() -> dict:
-    from workloads.serving.fixture import example_rows
-    from workloads.serving.local import LoadResult, LocalServer, drive, measure, only_loopback
+    from mlkit_dev.fixture import example_rows
+    from mlkit_dev.local import LoadResult, LocalServer, drive, measure, only_loopback
     from workloads.serving.model import FeatureModel, request_frame
 
     if not only_loopback():
         raise SystemExit("run this benchmark inside a private network namespace (scripts/confined): `make bench` does")
     model_dir = Path(tempfile.mkdtemp(prefix="mlkit-bench-model-"))
     subprocess.run(
-        [str(REPO / ".venv" / "workloads" / "bin" / "python"), "-m", "workloads.serving.fixture", str(model_dir)],
+        [str(REPO / ".venv" / "workloads" / "bin" / "python"), "-m", "mlkit_dev.fixture", str(model_dir)],
         cwd=REPO,
         check=True,
         capture_output=True,

@@ -35,7 +35,7 @@ def _throughput(x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int) -> d
 
 
 def run() -> dict:
-    from workloads.features.demo_data import telco_matrix
+    from mlkit_dev.demo_data import telco_matrix
 
     x, y, _, _ = telco_matrix()
     telco = _throughput(x, y, epochs=10, batch_size=128)

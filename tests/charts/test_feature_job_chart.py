@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.manifests import problems, validate_all
+from mlkit_dev.manifests import problems, validate_all
 from tests.charts.helm import PROFILE, REPO, helm, render
 
 CHART = REPO / "charts" / "feature-job"
@@ -131,7 +131,7 @@ def test_an_unknown_kind_is_an_error_not_a_pass():
 
 # Pod Security Standards, `restricted` profile (which includes `baseline`), as the API server's Pod
 # Security Admission checks a pod: https://kubernetes.io/docs/concepts/security/pod-security-standards/
-# Cross-checked once by hand against kube-apiserver 1.34.4 (infra.simcluster, a namespace enforcing
+# Cross-checked once by hand against kube-apiserver 1.34.4 (mlkit_dev.simcluster, a namespace enforcing
 # `restricted`, `kubectl apply --dry-run=server`): the same verdict on these pods, the pre-fix pod,
 # a pod without `drop: [ALL]` and one with a hostPath volume.
 RESTRICTED_VOLUME_TYPES = {

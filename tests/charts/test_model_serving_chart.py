@@ -2,7 +2,7 @@
 
 import pytest
 
-from infra.manifests import validate_all
+from mlkit_dev.manifests import validate_all
 from tests.charts.helm import PROFILE, REPO, helm, render
 from tests.charts.test_feature_job_chart import restricted_problems
 

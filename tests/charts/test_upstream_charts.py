@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import manifests, versions
+from infra import versions
 from infra.config import ChartSource
-from infra.simcluster import BIN
 from infra.sources import Sources, load_all
+from mlkit_dev import manifests
+from mlkit_dev.simcluster import BIN
 from tests.charts.helm import helm
 from tests.conftest import SHARED
 from tests.infra.pulumi_mocks import unsecret

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from infra import manifests, versions
+from infra import versions
 from infra.components.platform import build_platform
 from infra.config import Platform
 from infra.stack import StackConfigError, parse_stack
+from mlkit_dev import manifests
 from tests.infra.pulumi_mocks import Recorder, deploy, provision, unsecret
 from tests.infra.test_clouds import STACKS, config_of
 from tests.infra.test_schema import stack_values

@@ -1,7 +1,7 @@
 import pytest
 
-from infra.simcluster import SimCluster
 from infra.stack import load_stack_file
+from mlkit_dev.simcluster import SimCluster
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.simcluster import BIN, SimCluster
+from mlkit_dev.simcluster import BIN, SimCluster
 from tests.conftest import REPO, SHARED
 
 UPSTREAM = SHARED / "upstream-charts"

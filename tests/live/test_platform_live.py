@@ -14,8 +14,8 @@ import subprocess
 import pytest
 import yaml
 
-from infra.simcluster import BIN
 from mlkit_contract import PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
+from mlkit_dev.simcluster import BIN
 from tests.charts.test_feature_job_chart import SPECS
 from tests.live.harness import REPO, LiveStack
 

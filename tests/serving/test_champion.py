@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import requests
 
+from mlkit_dev.local import LocalMlflow, LocalServer
 from tests.serving.test_model_server import probabilities, row
 from workloads.serving.artifacts import ModelSourceError, export
-from workloads.serving.local import LocalMlflow, LocalServer
 from workloads.serving.model import FeatureModel
 
 ROWS = [row(i) for i in range(5)]

@@ -14,8 +14,8 @@ import time
 import pytest
 import requests
 
+from mlkit_dev.local import LocalServer, drive
 from tests.serving.test_model_server import FEATURES, MALFORMED_HTTP, row
-from workloads.serving.local import LocalServer, drive
 
 VALID = [json.dumps({"jsonData": row(i)}).encode() for i in range(10)]
 VALID += [

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from mlkit_dev.fixture import example_rows
 from tests.serving.conftest import Server
-from workloads.serving.fixture import example_rows
 
 ROWS = example_rows(20)
 FEATURES = list(ROWS[0])

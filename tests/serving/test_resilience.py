@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from mlkit_dev.local import LocalServer, children, drive
 from tests.serving.test_model_server import probabilities, row
-from workloads.serving.local import LocalServer, children, drive
 
 
 def descendants(pid: int) -> list[int]:

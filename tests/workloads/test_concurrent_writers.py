@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from mlkit_dev.demo_data import TELCO, synthetic_batch
 from tests.workloads.test_crash_recovery import SPEC, wait_for_write_in_progress
 from workloads.common.featurestore import FeatureStore
 from workloads.common.specs import load_spec
 from workloads.common.tablelock import TableLock, TableLocked, lock_uri
-from workloads.features.demo_data import TELCO, synthetic_batch
 from workloads.features.job import JobError, parse_event_time, run_batch
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from mlkit_dev.demo_data import TELCO, synthetic_batch
 from workloads.common.featurestore import FeatureStore
-from workloads.features.demo_data import TELCO, synthetic_batch
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "workloads" / "features" / "specs" / "customer_features.yaml"

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlkit_dev.demo_data import TELCO, SecondBatch, second_batch
 from tests.workloads.conftest import BUCKET
 from workloads.common.featurestore import FeatureStore, TableNotFound
 from workloads.common.specs import load_spec, parse_spec
 from workloads.common.validation import validate_frame
-from workloads.features.demo_data import TELCO, SecondBatch, second_batch
 from workloads.features.job import BatchReport, JobError, run_batch
 
 SPECS = Path(__file__).resolve().parents[2] / "workloads" / "features" / "specs"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from mlkit_dev.local import REPO, LocalProcess, free_port
 from workloads.mlflow import auth
-from workloads.serving.local import REPO, LocalProcess, free_port
 
 # The credential the platform derives every MLflow password from (the database URL's).
 ROOT = "postgresql://mlflow:a-database-password-for-tests@postgres:5432/mlflow"

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlkit_dev.demo_data import TELCO, second_batch
 from workloads.common.featurestore import FeatureStore, InstantNotFound, TableNotFound
 from workloads.common.specs import load_spec, parse_spec
-from workloads.features.demo_data import TELCO, second_batch
 from workloads.features.job import run_batch
 from workloads.training.config import load_config
 from workloads.training.data import TrainingDataError, build_training_set

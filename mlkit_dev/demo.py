@@ -17,13 +17,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mlkit_dev import REPO
+from mlkit_dev.demo_data import TELCO, second_batch
 from workloads.common.featurestore import FeatureStore
 from workloads.common.spark import spark_session
 from workloads.common.specs import load_spec
-from workloads.features.demo_data import TELCO, second_batch
 from workloads.features.job import BatchReport, run_batch
 
-REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "workloads" / "features" / "specs"
 console = Console(soft_wrap=True, width=120)
 
@@ -136,7 +136,7 @@ def serving_stage(data: Path) -> None:
             "scripts/confined",
             ".venv/serving/bin/python",
             "-m",
-            "workloads.serving.demo",
+            "mlkit_dev.serving_demo",
             str(data / "mlflow" / "mlflow.db"),
             str(request_log),
         ],

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TELCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "telco-customer-churn.csv"
+from mlkit_dev import REPO, SHARED
+
+TELCO = SHARED / "data" / "telco-customer-churn.csv"
 
 
 @dataclass
@@ -99,7 +101,7 @@ def telco_matrix():
     from workloads.common.transform import FittedTransform
     from workloads.common.validation import validate_frame
 
-    spec = load_spec(Path(__file__).resolve().parent / "specs" / "customer_features.yaml")
+    spec = load_spec(REPO / "workloads" / "features" / "specs" / "customer_features.yaml")
     raw = pd.read_csv(TELCO, dtype=str, keep_default_na=False)
     typed, _ = validate_frame(spec, raw)
     numeric = [c.name for c in spec.columns if c.type in ("int", "double")]

@@ -18,8 +18,9 @@ import kubernetes_validate
 import yaml
 
 from infra import versions
+from mlkit_dev import SHARED
 
-SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
+SHARED_CRDS = SHARED / "crds"
 
 
 @cache

@@ -3,9 +3,9 @@
 Starts an MLflow tracking server over the demo's registry, starts the microservice (workloads.serving.server) with
 MLKIT_MODEL_URI=models:/<name>@champion (the path a cluster deployment takes), sends predictions,
 one malformed request and one feedback, scrapes the metrics, and prints what happened as JSON.
-Runs in the serving environment inside a private network namespace (workloads/demo.py arranges both).
+Runs in the serving environment inside a private network namespace (mlkit_dev/demo.py arranges both).
 
-    python -m workloads.serving.demo TRACKING_DB REQUEST_LOG_DIR [COUNT]
+    python -m mlkit_dev.serving_demo TRACKING_DB REQUEST_LOG_DIR [COUNT]
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from workloads.serving.fixture import example_rows
-from workloads.serving.local import LocalMlflow, LocalServer, only_loopback
+from mlkit_dev.fixture import example_rows
+from mlkit_dev.local import LocalMlflow, LocalServer, only_loopback
 
 
 def main(tracking_db: Path, request_log: Path, count: int = 6) -> dict:

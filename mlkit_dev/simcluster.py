@@ -8,8 +8,8 @@ scheduling by labels, taints and GPU counts, garbage collection); no container e
 are reported Running and Ready by kwok. No Docker, no cloud: a way to try ``pulumi up`` of the
 platform, and what the kit's live tests deploy onto.
 
-    python -m infra.simcluster up sim      # start it for stacks/Pulumi.sim.yaml (make cluster)
-    python -m infra.simcluster down        # stop every process by PID and delete its files
+    python -m mlkit_dev.simcluster up sim      # start it for stacks/Pulumi.sim.yaml (make cluster)
+    python -m mlkit_dev.simcluster down        # stop every process by PID and delete its files
 """
 
 from __future__ import annotations

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import requests
 
+from mlkit_dev import REPO
 from workloads.common.storage import ObjectStore
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """A small real model in the layout of a training run's artifacts, and example requests for it.
 
 Serving tests, `make bench` and local trials use them. write_fixture runs in the workloads
-environment (it trains with torch): python -m workloads.serving.fixture OUT_DIR [TRACKING_URI]
+environment (it trains with torch): python -m mlkit_dev.fixture OUT_DIR [TRACKING_URI]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def write_fixture(out: Path, epochs: int = 3, *, register: str | None = None) ->
     Registration goes through the training code's own logging, so the registry holds what a real
     training run leaves there (run artifacts plus a logged ONNX model).
     """
-    from workloads.features.demo_data import telco_matrix
+    from mlkit_dev.demo_data import telco_matrix
     from workloads.training.config import TrainConfig
     from workloads.training.model import fit, predict
     from workloads.training.train import export_onnx
@@ -63,7 +63,7 @@ def example_rows(count: int, start: int = 0, *, key: bool = False) -> list[dict]
     """
     import pandas as pd
 
-    from workloads.features.demo_data import TELCO
+    from mlkit_dev.demo_data import TELCO
 
     frame = pd.read_csv(TELCO, dtype=str, keep_default_na=False).iloc[start : start + count]
     rows = []
