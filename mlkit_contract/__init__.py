@@ -8,7 +8,8 @@ from mlkit_contract.profile import (
     CREDENTIALS_SECRET,
     PROFILE_CONFIGMAP,
     PROFILE_KEY,
+    PROFILE_MOUNT,
     TeamProfile,
 )
 
-__all__ = ["CREDENTIALS_SECRET", "PROFILE_CONFIGMAP", "PROFILE_KEY", "TeamProfile"]
+__all__ = ["CREDENTIALS_SECRET", "PROFILE_CONFIGMAP", "PROFILE_KEY", "PROFILE_MOUNT", "TeamProfile"]

@@ -13,6 +13,8 @@ from pydantic.alias_generators import to_camel
 
 PROFILE_CONFIGMAP = "mlkit-team-profile"
 PROFILE_KEY = "profile.json"
+# Where the charts mount that ConfigMap in every workload pod, and where workloads look for it.
+PROFILE_MOUNT = f"/etc/mlkit/profile/{PROFILE_KEY}"
 # The team's MLflow user (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD), a Secret in its namespace.
 CREDENTIALS_SECRET = "mlflow-credentials"
 

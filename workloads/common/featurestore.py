@@ -20,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from workloads.common.settings import settings
 from workloads.common.specs import FeatureSpec, parse_spec
-from workloads.common.storage import ObjectStore, is_local, join, local_path, spark_uri
+from workloads.common.storage import ObjectStore, is_local, join, local_path, scheme_of, spark_uri
 from workloads.common.transform import FittedTransform
 
 METADATA_PREFIX = "mlkit."
@@ -82,7 +83,18 @@ class FeatureStore:
     def __init__(self, root: str, store: ObjectStore | None = None):
         # hudi-rs needs absolute local paths; object-store URIs pass through.
         self.root = str(Path(local_path(root)).resolve()) if is_local(root) else root.rstrip("/")
-        self.store = store or ObjectStore.from_env()
+        self.store = store or settings().store
+
+    @classmethod
+    def open(cls, root: str | None = None) -> FeatureStore:
+        """The store at ``root`` (a flag), else MLKIT_FEATURE_STORE, else the team profile's; a
+        FeatureStoreError names what is missing, unsupported or outside the team's root."""
+        from workloads.common.settings import SettingsError
+
+        try:
+            return cls(settings().feature_store(root))
+        except SettingsError as e:
+            raise FeatureStoreError(str(e)) from None
 
     # --- addressing ---------------------------------------------------------------------------
 
@@ -98,7 +110,11 @@ class FeatureStore:
         from hudi import HudiTableBuilder
 
         try:
-            return HudiTableBuilder.from_base_uri(uri).with_storage_options(self.store.reader_options()).build()
+            return (
+                HudiTableBuilder.from_base_uri(uri)
+                .with_storage_options(self.store.reader_options(scheme_of(uri)))
+                .build()
+            )
         except Exception as e:  # hudi-rs raises its own error types for a missing table
             if "hoodie.properties" in str(e) or "not found" in str(e).lower() or "No such file" in str(e):
                 raise TableNotFound(uri) from None

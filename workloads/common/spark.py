@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from workloads.common.settings import env, settings
 from workloads.common.storage import ObjectStore
 
 # What Hudi needs from Spark (Hudi's quick-start settings for Spark 3.5).
@@ -30,13 +31,14 @@ class SparkSetupError(RuntimeError):
 
 def local_jars() -> list[str]:
     """Jars for a local session: MLKIT_SPARK_JARS (comma-separated) or what `make setup` put in .cache/jars."""
-    if os.environ.get("MLKIT_SPARK_JARS"):
-        return [j for j in os.environ["MLKIT_SPARK_JARS"].split(",") if j]
+    if jars := env("MLKIT_SPARK_JARS"):
+        return [j for j in jars.split(",") if j]
     return sorted(glob.glob(str(REPO_JARS / "*.jar")))
 
 
 def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: dict[str, str] | None = None):
-    """Get or create the session. MLKIT_SPARK_MASTER overrides the local default (local[2])."""
+    """Get or create the session on ``store`` (default: this process's, from the team profile).
+    MLKIT_SPARK_MASTER overrides the local default (local[2])."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as e:  # pragma: no cover - the workloads environment always has it
@@ -46,7 +48,7 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    master = os.environ.get("MLKIT_SPARK_MASTER")
+    master = env("MLKIT_SPARK_MASTER")
     in_cluster = "SPARK_HOME" in os.environ and os.environ.get("KUBERNETES_SERVICE_HOST")
     if master or not in_cluster:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback, whatever the hostname resolves to
@@ -60,8 +62,8 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", os.environ.get("MLKIT_SPARK_SHUFFLE_PARTITIONS", "4"))
-            .config("spark.driver.memory", os.environ.get("MLKIT_SPARK_DRIVER_MEMORY", "3g"))
+            .config("spark.sql.shuffle.partitions", env("MLKIT_SPARK_SHUFFLE_PARTITIONS", "4"))
+            .config("spark.driver.memory", env("MLKIT_SPARK_DRIVER_MEMORY", "3g"))
             # Quiet startup; allowAttachSelf lets Hudi's object-size estimator attach without a warning.
             .config(
                 "spark.driver.extraJavaOptions",
@@ -75,11 +77,11 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
         # when every column is selected; the feature job selects the spec's columns, so turn it off.
         "spark.sql.csv.parser.columnPruning.enabled": "false",
     }
-    for key, value in (store.hadoop_conf() if store else {}).items():
+    for key, value in (store or settings().store).hadoop_conf().items():
         conf[f"spark.hadoop.{key}"] = value
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(os.environ.get("MLKIT_SPARK_LOG_LEVEL", "ERROR"))
+    session.sparkContext.setLogLevel(env("MLKIT_SPARK_LOG_LEVEL", "ERROR"))
     return session

@@ -12,24 +12,22 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from workloads.common.models import Strict, problems
 
 Transform = Literal["onehot", "ordinal", "standard", "minmax", "none"]
 ColumnType = Literal["string", "int", "double", "boolean"]
 
 
-class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Fill(SpecModel):
+class Fill(Strict):
     """What a blank value means for this column, and why (the reason is part of the spec's record)."""
 
     fill: str | int | float | bool
     reason: str = Field(min_length=1)
 
 
-class ColumnSpec(SpecModel):
+class ColumnSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     type: ColumnType
     required: bool = True
@@ -59,15 +57,15 @@ class ColumnSpec(SpecModel):
         return self
 
 
-class EntitySpec(SpecModel):
+class EntitySpec(Strict):
     key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class EventTimeSpec(SpecModel):
+class EventTimeSpec(Strict):
     column: str | None = Field(None, description="source column with the event time; unset: the batch's event time")
 
 
-class SourceSpec(SpecModel):
+class SourceSpec(Strict):
     format: Literal["csv", "parquet"] = "csv"
     options: dict[str, str] = Field(default_factory=lambda: {"header": "true"}, description="Spark's CSV options")
     multiline: bool = Field(
@@ -90,7 +88,7 @@ class SourceSpec(SpecModel):
         return {**self.options, "multiLine": "true"} if self.multiline else dict(self.options)
 
 
-class FeatureSpec(SpecModel):
+class FeatureSpec(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="the feature table's name")
     description: str = ""
     entity: EntitySpec
@@ -142,16 +140,4 @@ def parse_spec(document: object, source: str) -> FeatureSpec:
     try:
         return FeatureSpec.model_validate(document)
     except ValidationError as e:
-        raise SpecError(source, [_describe(err) for err in e.errors()]) from None
-
-
-def _describe(err: dict) -> str:
-    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-    if err["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if err["type"] == "missing":
-        return f"{key}: is required"
-    message = err["msg"].removeprefix("Value error, ")
-    value = err.get("input")
-    got = f" (got {value!r})" if not isinstance(value, dict | list) and err["type"] != "value_error" else ""
-    return f"{key or '(spec)'}: {message}{got}"
+        raise SpecError(source, problems(e, root="(spec)")) from None

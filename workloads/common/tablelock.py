@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from workloads.common.settings import env, settings
 from workloads.common.storage import ObjectStore, is_local, join, local_path
 
 # How long a job waits for another writer of the same table before it gives up (seconds).
@@ -58,7 +59,7 @@ def lock_uri(root: str, table: str) -> str:
 
 
 def default_wait() -> float:
-    raw = os.environ.get(WAIT_ENV)
+    raw = env(WAIT_ENV)
     if raw is None:
         return DEFAULT_WAIT_S
     try:
@@ -84,7 +85,7 @@ class TableLock:
         poll_s: float = 0.5,
     ):
         self.table, self.uri = table, lock_uri(root, table)
-        self.store = store or ObjectStore.from_env()
+        self.store = store or settings().store
         self.wait_s = default_wait() if wait_s is None else wait_s
         self.ttl_s, self.poll_s = ttl_s, poll_s
         self.holder = {

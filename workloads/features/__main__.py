@@ -27,9 +27,11 @@ out = Console(soft_wrap=True, width=160)
 err = Console(stderr=True, soft_wrap=True)
 
 StoreOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--store", envvar="MLKIT_FEATURE_STORE", help="root URI of the feature store: a directory or s3://bucket/prefix"
+        "--store",
+        help="root URI of the feature store (a directory, s3://, gs://, abfss://); default MLKIT_FEATURE_STORE, "
+        "else the team profile's",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -46,7 +48,7 @@ def ingest(
         list[Path], typer.Option("--spec", help="feature spec YAML; repeat to fill several tables from one batch")
     ],
     source: Annotated[str, typer.Option("--input", help="the raw batch: CSV or Parquet, local path or s3:// URI")],
-    store: StoreOpt,
+    store: StoreOpt = None,
     event_time: Annotated[
         str | None, typer.Option(help="event time of a snapshot batch (ISO 8601); default now")
     ] = None,
@@ -69,8 +71,8 @@ def ingest(
         when = parse_event_time(event_time)
     except (SpecError, JobError) as e:
         fail(str(e))
-    feature_store = FeatureStore(store)
     try:
+        feature_store = FeatureStore.open(store)
         spark = spark_session("mlkit-feature-job", feature_store.store)
         reports = run_batch(spark, feature_store, specs, source, event_time=when, batch_id=batch_id)
     except (JobError, SparkSetupError, FeatureStoreError) as e:
@@ -113,10 +115,10 @@ def ingest(
 
 
 @app.command()
-def commits(table: str, store: StoreOpt, as_json: JsonOpt = False) -> None:
+def commits(table: str, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List a table's commits with the batch each one came from."""
     try:
-        rows = [{"instant": c.instant, "batch": c.json("mlkit.batch")} for c in FeatureStore(store).commits(table)]
+        rows = [{"instant": c.instant, "batch": c.json("mlkit.batch")} for c in FeatureStore.open(store).commits(table)]
     except FeatureStoreError as e:
         fail(str(e))
     if as_json:
@@ -130,9 +132,12 @@ def commits(table: str, store: StoreOpt, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def quarantine(table: str, store: StoreOpt, as_json: JsonOpt = False, limit: int = 20) -> None:
+def quarantine(table: str, store: StoreOpt = None, as_json: JsonOpt = False, limit: int = 20) -> None:
     """Show the rows a table's feature job rejected, with their reasons."""
-    frame = FeatureStore(store).quarantine(table)
+    try:
+        frame = FeatureStore.open(store).quarantine(table)
+    except FeatureStoreError as e:
+        fail(str(e))
     rows = [
         {"source": r.source, "batch_id": r.batch_id, "raw": r.raw, "reasons": list(r.reasons)}
         for r in frame.itertuples()

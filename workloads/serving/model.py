@@ -6,22 +6,21 @@ run's `features/<table>/` artifacts). Bad input is a 400 naming the field; the s
 
 Run: python -m workloads.serving.server workloads.serving.model.FeatureModel (Seldon's microservice under the
 kit's supervisor, which also sets up the metrics this module updates: see server.py and metrics.py)
-Environment: MLKIT_MODEL_URI (models:/<name>@<alias>, models:/<name>/<version>, s3://… or a
-directory: see artifacts.py), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or s3:// prefix; unset: off),
+Environment: MLKIT_MODEL_URI (models:/<name>@<alias>, models:/<name>/<version>, a bundle on the store or a
+directory: see artifacts.py), MLFLOW_TRACKING_URI, MLKIT_REQUEST_LOG (a directory or store prefix; unset: off),
 MLKIT_REQUEST_LOG_FLUSH_SECONDS (how long records may wait for a batch; default 2).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from workloads.common.specs import FeatureSpec, parse_spec
+from workloads.common.settings import env, env_float, settings
+from workloads.common.specs import FeatureSpec
 from workloads.common.transform import FittedTransform
 from workloads.common.validation import validate_frame
 from workloads.serving import metrics
@@ -42,8 +41,8 @@ def _seldon_error(message: str):
 
 class FeatureModel:
     def __init__(self, model_uri: str | None = None, request_log: str | None = None):
-        self.model_uri = model_uri or os.environ.get("MLKIT_MODEL_URI", "")
-        self.request_log_uri = request_log if request_log is not None else os.environ.get("MLKIT_REQUEST_LOG", "")
+        self.model_uri = model_uri or env("MLKIT_MODEL_URI", "")
+        self.request_log_uri = request_log if request_log is not None else env("MLKIT_REQUEST_LOG", "")
         self.ready = False
 
     # --- loading -------------------------------------------------------------------------------------
@@ -55,26 +54,26 @@ class FeatureModel:
         from workloads.serving.artifacts import fetch
         from workloads.serving.requestlog import RequestLog
 
-        directory, self.model_name, self.model_version = fetch(self.model_uri)
-        config = json.loads((directory / "training" / "config.json").read_text())
-        self.tables: list[tuple[FeatureSpec, FittedTransform]] = [
-            (
-                parse_spec(json.loads((directory / "features" / t / "spec.json").read_text()), f"{t} spec"),
-                FittedTransform.from_json((directory / "features" / t / "transform.json").read_text()),
-            )
-            for t in config["feature_tables"]
-        ]
-        self.session = onnxruntime.InferenceSession(
-            str(directory / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
-        )
+        config = settings()  # a missing or foreign team profile stops the worker here, naming it
+        if config.profile:  # the team's identity reaches its own root only
+            if not self.model_uri.startswith("models:/"):
+                config.check_uri(self.model_uri, "MLKIT_MODEL_URI")
+            if self.request_log_uri:
+                config.check_uri(self.request_log_uri, "MLKIT_REQUEST_LOG")
+        bundle = fetch(self.model_uri, config.store)
+        self.model_name, self.model_version = bundle.name, bundle.version
+        self.tables: list[tuple[FeatureSpec, FittedTransform]] = [(t.spec, t.transform) for t in bundle.tables]
+        self.session = onnxruntime.InferenceSession(str(bundle.model_path), providers=["CPUExecutionProvider"])
         self.inputs = self.session.get_inputs()[0].shape[1]
         try:
             self.probe = self.features(request_frame(probe_row(self.tables), None))
         except BadRequest as e:
             raise RuntimeError(f"the health check's row, built from the feature specs, is rejected: {e}") from None
-        flush_seconds = float(os.environ.get("MLKIT_REQUEST_LOG_FLUSH_SECONDS", "2"))
+        flush_seconds = env_float("MLKIT_REQUEST_LOG_FLUSH_SECONDS", 2.0)
         self.request_log = (
-            RequestLog(self.request_log_uri, flush_seconds=flush_seconds) if self.request_log_uri else None
+            RequestLog(self.request_log_uri, flush_seconds=flush_seconds, store=config.store)
+            if self.request_log_uri
+            else None
         )
         self.ready = True
 

@@ -3,7 +3,7 @@
 `put` appends the record to this process's spool file on local disk (a write to the page cache: no
 waiting on the log store) before the prediction is answered, so an answered request survives its
 worker being SIGKILLed (an OOM kill). A background thread moves spool files in batches, as JSON
-lines, to a directory or an s3:// prefix. A spool file whose process died (its flock is free) is
+lines, to a directory or a store prefix (s3://, gs://, abfss://: workloads/common/storage.py). A spool file whose process died (its flock is free) is
 shipped by the next RequestLog on the same spool directory: gunicorn's replacement worker, or the
 next container of the pod (the spool lives on the pod's /tmp emptyDir).
 
@@ -27,6 +27,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from workloads.common.settings import env, settings
+
 
 class RequestLog:
     def __init__(
@@ -38,15 +40,16 @@ class RequestLog:
         batch_size: int = 200,
         flush_seconds: float = 2.0,
         writer=None,
+        store=None,
     ):
         self.destination = destination.rstrip("/")
         # One spool directory per destination: a pod's workers (and its next container) share it.
         digest = hashlib.sha256(self.destination.encode()).hexdigest()[:12]
         default = Path(tempfile.gettempdir()) / "mlkit-request-log" / digest
-        self.spool = Path(spool or os.environ.get("MLKIT_REQUEST_LOG_SPOOL") or default)
+        self.spool = Path(spool or env("MLKIT_REQUEST_LOG_SPOOL") or default)
         self.spool.mkdir(parents=True, exist_ok=True)
         self._capacity, self._batch_size, self._flush_seconds = capacity, batch_size, flush_seconds
-        self._write = writer or self._writer_for(self.destination)
+        self._write = writer or self._writer_for(self.destination, store)
         self.dropped = 0
         self.written = 0
         self.failed_batches = 0
@@ -158,28 +161,13 @@ class RequestLog:
             self._ready.append((path, fd, 0))
 
     @staticmethod
-    def _writer_for(destination: str):
-        def name() -> str:
+    def _writer_for(destination: str, store):
+        """A batch writer to ``destination``: one JSON-lines object per batch under <day>/ (any store scheme)."""
+        place = (store or settings().store).at(destination)  # an unsupported scheme fails here, at start-up
+
+        def write(batch):
             now = datetime.now(UTC)
-            return f"{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:8]}.jsonl"
+            name = f"{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:8]}.jsonl"
+            (place / name).write_bytes("".join(json.dumps(r, default=str) + "\n" for r in batch).encode())
 
-        def lines(batch) -> bytes:
-            return "".join(json.dumps(r, default=str) + "\n" for r in batch).encode()
-
-        if destination.startswith("s3://"):
-            from workloads.common.storage import ObjectStore
-
-            client = ObjectStore.from_env().s3_client()
-            bucket, _, prefix = destination.removeprefix("s3://").partition("/")
-
-            def write_s3(batch):
-                client.put_object(Bucket=bucket, Key=f"{prefix}/{name()}".lstrip("/"), Body=lines(batch))
-
-            return write_s3
-
-        def write_local(batch):
-            path = Path(destination) / name()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(lines(batch))
-
-        return write_local
+        return write

@@ -32,11 +32,13 @@ import sys
 import tempfile
 import time
 
+from workloads.common.settings import env_float
+
 MODEL = "workloads.serving.model.FeatureModel"
 
 
 def supervise(args: list[str]) -> int:
-    stop_seconds = float(os.environ.get("MLKIT_STOP_SECONDS", "10"))
+    stop_seconds = env_float("MLKIT_STOP_SECONDS", 10.0)
     with tempfile.TemporaryDirectory(prefix="mlkit-metrics-") as metrics_dir:
         # prometheus_client 0.8 (pinned by seldon-core) reads the lower-case name; later releases the upper.
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "prometheus_multiproc_dir": metrics_dir}
@@ -115,7 +117,7 @@ def _guard(app):
     from flask import jsonify, request
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-    limit = int(os.environ.get("MLKIT_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))
+    limit = int(env_float("MLKIT_MAX_REQUEST_BYTES", 8 * 1024 * 1024))
     app.config["MAX_CONTENT_LENGTH"] = limit  # werkzeug stops reading there, chunked bodies included
 
     @app.before_request

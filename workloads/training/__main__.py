@@ -24,7 +24,10 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-StoreOpt = Annotated[str, typer.Option("--store", envvar="MLKIT_FEATURE_STORE", help="root URI of the feature store")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="root URI of the feature store; default MLKIT_FEATURE_STORE, else the team profile's"),
+]
 TrackingOpt = Annotated[
     str | None,
     typer.Option(
@@ -61,7 +64,7 @@ def show(report, as_json: bool) -> None:
 @app.command()
 def train(
     config: Annotated[Path, typer.Option("--config", help="training config YAML")],
-    store: StoreOpt,
+    store: StoreOpt = None,
     tracking_uri: TrackingOpt = None,
     as_of: Annotated[
         list[str] | None, typer.Option("--as-of", help="TABLE=INSTANT to read a table as of a commit; repeatable")
@@ -80,7 +83,9 @@ def train(
                 raise ConfigError(f"--as-of {item!r}: expected TABLE=INSTANT")
             pins[table] = instant
         overrides = {"as_of": pins} if pins else {}
-        show(train_model(FeatureStore(store), load_config(config, **overrides), tracking_uri=tracking_uri), as_json)
+        show(
+            train_model(FeatureStore.open(store), load_config(config, **overrides), tracking_uri=tracking_uri), as_json
+        )
 
     run(action)
 
@@ -98,7 +103,7 @@ def retrain(
 
     def action():
         config, recorded_store = config_from_run(run_id, tracking_uri)
-        show(train_model(FeatureStore(store or recorded_store), config, tracking_uri=tracking_uri), as_json)
+        show(train_model(FeatureStore.open(store or recorded_store), config, tracking_uri=tracking_uri), as_json)
 
     run(action)
 

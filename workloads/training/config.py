@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from workloads.common.models import Strict, problems
 
 
 class ModelConfig(Strict):
@@ -58,7 +56,5 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except ValidationError as e:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in e.errors()
-        )
-        raise ConfigError(f"{path}: invalid training config\n{problems}") from None
+        listed = "\n".join(f"  {p}" for p in problems(e, root="(config)"))
+        raise ConfigError(f"{path}: invalid training config\n{listed}") from None

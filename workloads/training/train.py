@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from workloads.common.bundle import CONFIG as BUNDLE_CONFIG
+from workloads.common.bundle import FeatureTable, ModelBundle
 from workloads.common.featurestore import FeatureStore
+from workloads.common.settings import env
 from workloads.common.specs import FeatureSpec
 from workloads.common.transform import FittedTransform
 from workloads.training.config import TrainConfig
@@ -57,7 +60,7 @@ def configure_tracking(tracking_uri: str | None = None) -> str:
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local_mlflow_dir() / 'mlflow.db'}"
+    uri = tracking_uri or env("MLFLOW_TRACKING_URI") or f"sqlite:///{local_mlflow_dir() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -65,7 +68,7 @@ def configure_tracking(tracking_uri: str | None = None) -> str:
 
 
 def local_mlflow_dir() -> Path:
-    return Path(os.environ.get("MLKIT_DATA_DIR", REPO / "data")) / "mlflow"
+    return Path(env("MLKIT_DATA_DIR") or REPO / "data") / "mlflow"
 
 
 def use_experiment(name: str, tracking_uri: str | None = None) -> None:
@@ -87,13 +90,16 @@ def local_artifacts(tracking_uri: str) -> str:
 
 
 def log_serving_inputs(config: TrainConfig, tables: dict[str, tuple[FeatureSpec, FittedTransform]]) -> None:
-    """What serving needs beside the model: the config, and per table the spec and fitted transformation."""
+    """What serving needs beside the model (the bundle's config and feature files), as run artifacts."""
     import mlflow
 
-    mlflow.log_dict(config.model_dump(mode="json"), "training/config.json")
-    for table, (spec, transform) in tables.items():
-        mlflow.log_text(spec.model_dump_json(indent=2), f"features/{table}/spec.json")
-        mlflow.log_text(transform.to_json(), f"features/{table}/transform.json")
+    with tempfile.TemporaryDirectory(prefix="mlkit-bundle-") as staging:
+        ModelBundle.write_inputs(
+            Path(staging),
+            config.model_dump(mode="json"),
+            [FeatureTable(name, spec, transform) for name, (spec, transform) in tables.items()],
+        )
+        mlflow.log_artifacts(staging)
 
 
 def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None = None) -> TrainingReport:
@@ -171,8 +177,8 @@ def lineage_tags(store: FeatureStore, config: TrainConfig, data: TrainingSet, ro
 
 
 def code_version() -> str:
-    if os.environ.get("MLKIT_CODE_VERSION"):
-        return os.environ["MLKIT_CODE_VERSION"]
+    if version := env("MLKIT_CODE_VERSION"):
+        return version
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
@@ -291,7 +297,7 @@ def config_from_run(run_id: str, tracking_uri: str | None = None) -> tuple[Train
     configure_tracking(tracking_uri)
     run = mlflow.get_run(run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="training/config.json", dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BUNDLE_CONFIG, dst_path=tmp)
         recorded = json.loads(Path(path).read_text())
     recorded["as_of"] = json.loads(run.data.tags["mlkit.instants"])
     return TrainConfig.model_validate(recorded), run.data.tags["mlkit.feature_store"]
