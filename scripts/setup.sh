@@ -5,6 +5,7 @@
 #   requirements/<env>.lock  -> .venv/<env>   (one Python environment per conflicting dependency set)
 #   requirements/go-tools.txt -> .cache/bin   (helm, kubeconform, built with `go install`)
 #   requirements/jars/pom.xml -> .cache/jars  (the Hudi Spark bundle and S3A, fetched with Maven)
+#   requirements/npm/         -> .cache/npm  (Azurite, the Azure Storage emulator the tests start; npm ci)
 #   requirements/apt.txt      -> Debian packages whose command is missing (Java for Spark, Maven)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,16 @@ if [[ "$(cat "$CACHE/jars/.mlkit-stamp" 2>/dev/null)" != "$stamp" ]]; then
   mvn --batch-mode --quiet -f requirements/jars/pom.xml dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$CACHE/jars"
   echo "$stamp" >"$CACHE/jars/.mlkit-stamp"
+fi
+
+stamp=$(fingerprint requirements/npm/package-lock.json)
+if [[ "$(cat "$CACHE/npm/.mlkit-stamp" 2>/dev/null)" != "$stamp" ]]; then
+  need npm "Install Node.js 18 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm); the tests run Azurite with it."
+  say "npm ci: Azurite into .cache/npm"
+  mkdir -p "$CACHE/npm"
+  cp requirements/npm/package.json requirements/npm/package-lock.json "$CACHE/npm/"
+  (cd "$CACHE/npm" && npm ci --no-audit --no-fund --silent)
+  echo "$stamp" >"$CACHE/npm/.mlkit-stamp"
 fi
 
 say "setup complete"

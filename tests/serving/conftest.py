@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from workloads.serving.local import LocalS3, LocalServer, only_loopback
+from mlkit_dev.local import LocalS3, LocalServer, only_loopback
+from workloads.common.settings import settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,7 @@ def trained(tmp_path_factory) -> Path:
         [
             str(REPO / ".venv" / "workloads" / "bin" / "python"),
             "-m",
-            "workloads.serving.fixture",
+            "mlkit_dev.fixture",
             str(out / "model"),
             f"sqlite:///{out / 'mlflow.db'}",
         ],
@@ -95,3 +96,7 @@ def s3_env(s3, monkeypatch):
         "AWS_SECRET_ACCESS_KEY": s3.store.secret_access_key,
     }.items():
         monkeypatch.setenv(name, value)
+    # A process reads its settings once; this one changes its environment between tests.
+    settings.cache_clear()
+    yield
+    settings.cache_clear()

@@ -62,8 +62,11 @@ def test_export_pins_the_champion_to_s3_and_serving_starts_from_there_without_ml
     [
         ("models:/churn-classifier", "'models:/churn-classifier': expected one of models:/<name>@<alias>"),
         ("s3://mlkit-test/nothing/here", "'s3://mlkit-test/nothing/here': nothing under that prefix"),
-        ("gs://bucket/models/churn", "reads model directories from s3:// only"),
-        ("/nonexistent/model", "'/nonexistent/model': no model/model.onnx there"),
+        (
+            "ftp://bucket/models/churn",
+            "'ftp://bucket/models/churn': store URI 'ftp://bucket/models/churn': the scheme ftp:// is not supported",
+        ),
+        ("/nonexistent/model", "'/nonexistent/model': nothing under that prefix"),
     ],
 )
 def test_an_unusable_model_uri_names_itself_and_the_accepted_forms(uri, message, tracking, s3_env, monkeypatch):

@@ -1,4 +1,4 @@
-"""Fixtures for the workloads: one Spark session per test run, and a real S3-compatible endpoint on loopback."""
+"""Fixtures for the workloads: one Spark session per test run, on real S3 and GCS emulators on loopback."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from workloads.serving.local import LocalS3
+from mlkit_dev.local import LocalS3
+from mlkit_dev.storage_emulators import start
 
 BUCKET = "mlkit-test"
 
@@ -19,10 +20,20 @@ def s3_store():
 
 
 @pytest.fixture(scope="session")
-def spark(s3_store):
+def gcs_store():
+    """fake-gcs-server on 127.0.0.1 with the same bucket name; the ObjectStore that reaches it."""
+    emulator = start("gs")
+    yield emulator.store
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def spark(s3_store, gcs_store):
+    """The session reaches both: s3a:// through moto, gs:// through the GCS connector on fake-gcs-server."""
     from workloads.common.spark import spark_session
 
     os.environ.setdefault("MLKIT_SPARK_SHUFFLE_PARTITIONS", "2")
-    session = spark_session("mlkit-tests", s3_store)
+    gcs = {f"spark.hadoop.{key}": value for key, value in gcs_store.hadoop_conf("gs").items()}
+    session = spark_session("mlkit-tests", s3_store, extra_conf=gcs)
     yield session
     session.stop()

@@ -1,4 +1,5 @@
-"""The feature job with real Spark and Hudi, on the local filesystem and on an S3 endpoint.
+"""The feature job with real Spark and Hudi, on the local filesystem, an S3 endpoint (moto) and GCS
+(fake-gcs-server, through the GCS connector; hudi-rs reads it too).
 
 One scenario per store: the Telco extract as January's batch, then February's snapshot (some
 customers changed, a few new, every kind of broken row), then February again.
@@ -43,12 +44,14 @@ def reports(items: list[BatchReport]) -> dict[str, BatchReport]:
     return {r.table: r for r in items}
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def scenario(request, spark, s3_store, tmp_path_factory) -> Scenario:
+@pytest.fixture(scope="module", params=["local", "s3", "gs"])
+def scenario(request, spark, s3_store, gcs_store, tmp_path_factory) -> Scenario:
     if request.param == "local":
         store = FeatureStore(str(tmp_path_factory.mktemp("features")), s3_store)
-    else:
+    elif request.param == "s3":
         store = FeatureStore(f"s3://{BUCKET}/features/{uuid.uuid4().hex[:8]}", s3_store)
+    else:
+        store = FeatureStore(f"gs://{BUCKET}/features/{uuid.uuid4().hex[:8]}", gcs_store)
     batch = second_batch(tmp_path_factory.mktemp("batches") / "2026-02.csv")
     first = reports(run_batch(spark, store, [FEATURES, LABELS], str(TELCO), event_time=JAN))
     jan = store.resolve("customer_features").instant
