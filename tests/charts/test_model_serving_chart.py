@@ -49,7 +49,7 @@ def test_autoscaling_resources_security_and_probes(tmp_path):
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/status"
     assert container["readinessProbe"]["timeoutSeconds"] <= 2
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/ping"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["GRPC_WORKERS"] == "0" and env["MLKIT_MAX_REQUEST_BYTES"] == "8388608"
     assert pod["terminationGracePeriodSeconds"] > int(env["MLKIT_STOP_SECONDS"])
     assert env["MLKIT_MODEL_URI"] == "models:/churn-classifier@champion"
@@ -103,7 +103,7 @@ def env_of(documents) -> dict[str, str]:
     [container] = by_kind(documents)["SeldonDeployment"]["spec"]["predictors"][0]["componentSpecs"][0]["spec"][
         "containers"
     ]
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e.get("value") for e in container["env"]}
 
 
 def test_store_paths_inside_the_root_are_taken_and_an_empty_request_log_is_off(tmp_path):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from mlkit_contract import CREDENTIALS_SECRET, PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
+from mlkit_contract import CREDENTIALS_SECRET, PROFILE_CONFIGMAP, PROFILE_KEY, PROFILE_MOUNT, TeamProfile
 from tests.charts.helm import PROFILE, REPO, render
 from tests.charts.test_feature_job_chart import SPECS
 from tests.infra.test_clouds import STACKS, config_of
@@ -63,7 +63,7 @@ def test_both_charts_render_from_each_profile_alone_inside_the_team_root(profile
         paths = [args[args.index("--store") + 1], args[args.index("--input") + 1]]
         serving = next(d for d in render("model-serving", values, tmp_path) if d["kind"] == "SeldonDeployment")
         component = serving["spec"]["predictors"][0]["componentSpecs"][0]
-        env = {e["name"]: e["value"] for e in component["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e.get("value") for e in component["spec"]["containers"][0]["env"]}
         paths.append(env["MLKIT_REQUEST_LOG"])
         assert paths[0] == profile.feature_store
         assert all(profile.contains(p) for p in paths), (stack, team, paths)
@@ -77,6 +77,20 @@ def test_both_charts_render_from_each_profile_alone_inside_the_team_root(profile
             assert {k: v for k, v in labels.items() if not k.startswith(("app.kubernetes.io/", "helm.sh/"))} == want
         assert spec["driver"]["serviceAccount"] == profile.service_accounts.spark
         assert component["spec"]["serviceAccountName"] == profile.service_accounts.models
+        # Every pod mounts the platform's own ConfigMap and names the team and namespace it checks it against.
+        container = component["spec"]["containers"][0]
+        pods = [
+            (spec["volumes"], spec["driver"]["volumeMounts"], spec["driver"]["env"]),
+            (spec["volumes"], spec["executor"]["volumeMounts"], spec["executor"]["env"]),
+            (component["spec"]["volumes"], container["volumeMounts"], container["env"]),
+        ]
+        for volumes, mounts, pod_env in pods:
+            [volume] = [v for v in volumes if v.get("configMap", {}).get("name") == PROFILE_CONFIGMAP]
+            [mount] = [m for m in mounts if m["name"] == volume["name"]]
+            assert (mount["mountPath"], mount["readOnly"]) == (PROFILE_MOUNT.rpartition("/")[0], True)
+            by_name = {e["name"]: e for e in pod_env}
+            assert by_name["MLKIT_TEAM"]["value"] == profile.team
+            assert by_name["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
 def test_a_profile_with_a_path_outside_its_root_is_refused():

@@ -219,7 +219,7 @@ def test_the_workload_charts_install_into_a_team_namespace_from_its_profile_alon
     assert app["spec"]["hadoopConfigMap"] == profile.hadoop_config_map
     [deployment] = objects(stack, "seldondeployments", "-n", "churn")
     pod = deployment["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
-    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert pod["serviceAccountName"] == profile.service_accounts.models
     assert profile.contains(env["MLKIT_REQUEST_LOG"]) and env["MLFLOW_TRACKING_URI"] == profile.mlflow.tracking_uri
     for release in ("features", "model"):

@@ -56,6 +56,10 @@ volumes:
   # Python's temp files, Hadoop's S3A upload buffers and Hudi's spill files all go to /tmp.
   - name: tmp
     emptyDir: {}
+  # The platform's ConfigMap in the team namespace: the job reads its store and settings from it.
+  - name: team-profile
+    configMap:
+      name: mlkit-team-profile
 driver:
   cores: {{ .Values.driver.cores }}
   memory: {{ .Values.driver.memory | quote }}
@@ -72,6 +76,7 @@ driver:
     - secretRef:
         name: {{ . }}
   {{- end }}
+  {{- include "feature-job.podEnv" $profile | nindent 2 }}
   {{- include "feature-job.podSecurity" . | nindent 2 }}
 executor:
   instances: {{ .Values.executor.instances }}
@@ -90,7 +95,19 @@ executor:
     - secretRef:
         name: {{ . }}
   {{- end }}
+  {{- include "feature-job.podEnv" $profile | nindent 2 }}
   {{- include "feature-job.podSecurity" . | nindent 2 }}
+{{- end -}}
+
+{{/* The team and namespace the workload checks its mounted profile against (workloads/common/settings.py). */}}
+{{- define "feature-job.podEnv" -}}
+env:
+  - name: MLKIT_TEAM
+    value: {{ .team | quote }}
+  - name: POD_NAMESPACE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.namespace
 {{- end -}}
 
 {{/* What Pod Security `restricted` requires of the driver and executor pods, and their mounts. */}}
@@ -117,6 +134,9 @@ volumeMounts:
     readOnly: true
   - name: tmp
     mountPath: /tmp
+  - name: team-profile
+    mountPath: /etc/mlkit/profile
+    readOnly: true
 {{- end -}}
 
 {{/* The team profile (mlkit_contract.TeamProfile), as a dict: the platform's ConfigMap mlkit-team-profile in
