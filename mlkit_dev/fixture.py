@@ -1,4 +1,4 @@
-"""A small real model in the layout of a training run's artifacts, and example requests for it.
+"""A small real model as a model bundle (workloads/common/bundle.py), and example requests for it.
 
 Serving tests, `make bench` and local trials use them. write_fixture runs in the workloads
 environment (it trains with torch): python -m mlkit_dev.fixture OUT_DIR [TRACKING_URI]
@@ -6,7 +6,6 @@ environment (it trains with torch): python -m mlkit_dev.fixture OUT_DIR [TRACKIN
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ def write_fixture(out: Path, epochs: int = 3, *, register: str | None = None) ->
     training run leaves there (run artifacts plus a logged ONNX model).
     """
     from mlkit_dev.demo_data import telco_matrix
+    from workloads.common.bundle import FeatureTable, ModelBundle
     from workloads.training.config import TrainConfig
     from workloads.training.model import fit, predict
     from workloads.training.train import export_onnx
@@ -34,15 +34,14 @@ def write_fixture(out: Path, epochs: int = 3, *, register: str | None = None) ->
     split = int(len(x) * 0.85)
     result = fit(config, (x[:split], y[:split]), (x[split:], y[split:]))
     onnx_bytes = export_onnx(result.model, x.shape[1])
-    (out / "model").mkdir(parents=True, exist_ok=True)
-    (out / "model" / "model.onnx").write_bytes(onnx_bytes)
-    tables = out / "features" / spec.name
-    tables.mkdir(parents=True, exist_ok=True)
-    (tables / "spec.json").write_text(spec.model_dump_json())
-    (tables / "transform.json").write_text(transform.to_json())
-    (out / "training").mkdir(exist_ok=True)
-    (out / "training" / "config.json").write_text(config.model_dump_json())
-    (out / "meta.json").write_text(json.dumps({"name": config.model_name, "version": "fixture-1"}))
+    ModelBundle.write(
+        out,
+        onnx=onnx_bytes,
+        config=config.model_dump(mode="json"),
+        tables=[FeatureTable(spec.name, spec, transform)],
+        name=config.model_name,
+        version="fixture-1",
+    )
     if register:
         import mlflow
 

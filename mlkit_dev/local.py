@@ -149,7 +149,12 @@ class LocalS3(LocalProcess):
         command = [str(REPO / ".venv" / "workloads" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         super().__init__(command, f"{self.url}/moto-api/", dict(os.environ))
         self.store = ObjectStore(
-            endpoint=self.url, region="us-east-1", access_key_id="testing", secret_access_key="testing", path_style=True
+            scheme="s3",
+            endpoint=self.url,
+            region="us-east-1",
+            access_key_id="testing",
+            secret_access_key="testing",
+            path_style=True,
         )
         self.store.s3_client().create_bucket(Bucket=bucket)
 

@@ -139,6 +139,18 @@ def test_a_missing_instant_lists_the_tables_commits(telco):
         train(store, load_config(CONFIG, as_of={"customer_features": "20000101000000000"}), tracking_uri=tracking)
 
 
+def test_a_training_set_reads_each_tables_timeline_once(telco, monkeypatch):
+    """The snapshot pins each table once; the spec, transform and instants come from it, not from new reads."""
+    store, _, _ = telco
+    reads = []
+    commits = FeatureStore.commits
+    monkeypatch.setattr(FeatureStore, "commits", lambda self, table: reads.append(table) or commits(self, table))
+    data = build_training_set(store, load_config(CONFIG))
+    assert sorted(reads) == ["churn_labels", "customer_features"]
+    assert data.instants == {t: p.instant for t, p in data.tables.items()}
+    assert data.tables["customer_features"].spec == store.spec("customer_features", data.instants["customer_features"])
+
+
 TINY = parse_spec(
     {"name": "tiny", "entity": {"key": "id"}, "columns": [{"name": "x", "type": "double", "transform": "standard"}]},
     "tiny",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +70,30 @@ class Commit:
     def json(self, key: str) -> dict | list | None:
         value = self.metadata.get(key)
         return json.loads(value) if value else None
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One table pinned to one commit: its instant, and the spec and transformation it was written with."""
+
+    table: str
+    commit: Commit
+
+    @property
+    def instant(self) -> str:
+        return self.commit.instant
+
+    @cached_property
+    def spec(self) -> FeatureSpec:
+        return parse_spec(self.commit.json(METADATA_PREFIX + "spec"), f"{self.table}@{self.instant}")
+
+    @cached_property
+    def transform(self) -> FittedTransform:
+        return FittedTransform.from_json(self.commit.metadata[METADATA_PREFIX + "transform"])
+
+
+# What the readers take for "as of": an instant, a pinned table (no timeline read), or None (the latest commit).
+AsOf = str | TableSnapshot | None
 
 
 @dataclass(frozen=True)
@@ -145,14 +170,23 @@ class FeatureStore:
             raise InstantNotFound(table, as_of or "now", [c.instant for c in commits])
         return eligible[-1]
 
-    def spec(self, table: str, as_of: str | None = None) -> FeatureSpec:
-        commit = self.resolve(table, as_of)
-        return parse_spec(commit.json(METADATA_PREFIX + "spec"), f"{table}@{commit.instant}")
+    def pin(self, table: str, as_of: AsOf = None) -> TableSnapshot:
+        """``table`` pinned as of ``as_of``: one timeline read, none when it is pinned already."""
+        if isinstance(as_of, TableSnapshot):
+            return as_of
+        return TableSnapshot(table, self.resolve(table, as_of))
 
-    def transform(self, table: str, as_of: str | None = None) -> FittedTransform:
+    def snapshot(self, tables: Mapping[str, str | None]) -> dict[str, TableSnapshot]:
+        """Each table pinned once (table -> instant, None: its latest): what one run reads, and its lineage.
+        A missing table or instant fails here, naming it, before anything is read."""
+        return {table: self.pin(table, as_of) for table, as_of in tables.items()}
+
+    def spec(self, table: str, as_of: AsOf = None) -> FeatureSpec:
+        return self.pin(table, as_of).spec
+
+    def transform(self, table: str, as_of: AsOf = None) -> FittedTransform:
         """The transformation the table's vectors were made with, as of an instant."""
-        commit = self.resolve(table, as_of)
-        return FittedTransform.from_json(commit.metadata[METADATA_PREFIX + "transform"])
+        return self.pin(table, as_of).transform
 
     def read(
         self, table: str, *, as_of: str | None = None, since: str | None = None, until: str | None = None
@@ -176,10 +210,11 @@ class FeatureStore:
         frame = arrow.drop_columns([c for c in HUDI_META_COLUMNS if c in arrow.column_names]).to_pandas()
         return frame.rename(columns={"_hoodie_commit_time": "instant"})
 
-    def latest(self, table: str, *, as_of: str | None = None) -> pd.DataFrame:
+    def latest(self, table: str, *, as_of: AsOf = None) -> pd.DataFrame:
         """One row per entity: its newest version by event time, as of an instant."""
-        key = self.spec(table, as_of).entity.key
-        history = self.read(table, as_of=self.resolve(table, as_of).instant)
+        pinned = self.pin(table, as_of)
+        key = pinned.spec.entity.key
+        history = self.read(table, as_of=pinned.instant)
         ordered = history.sort_values([key, "event_time", "ingested_at"])
         return ordered.drop_duplicates(key, keep="last").reset_index(drop=True)
 
@@ -195,7 +230,7 @@ class FeatureStore:
     def point_in_time_join(
         self,
         entities: pd.DataFrame,
-        tables: Sequence[str] | Mapping[str, str | None],
+        tables: Sequence[str] | Mapping[str, AsOf],
         *,
         entity_key: str,
         timestamp: str,
@@ -211,10 +246,10 @@ class FeatureStore:
         frame = entities.assign(_order=range(len(entities)), _ts=times).sort_values("_ts")
         instants = {}
         for table, as_of in wanted.items():
-            commit = self.resolve(table, as_of)
-            instants[table] = commit.instant
-            key = self.spec(table, commit.instant).entity.key
-            history = self.read(table, as_of=commit.instant).drop(columns=["instant"])
+            pinned = self.pin(table, as_of)
+            instants[table] = pinned.instant
+            key = pinned.spec.entity.key
+            history = self.read(table, as_of=pinned.instant).drop(columns=["instant"])
             history = history.assign(
                 event_time=pd.to_datetime(history["event_time"], utc=True).astype("datetime64[ns, UTC]")
             )
@@ -248,14 +283,15 @@ class FeatureStore:
         return reader.load(spark_uri(self.uri(table))).drop(*HUDI_META_COLUMNS)
 
     def spark_point_in_time_join(
-        self, spark, entities, table: str, *, entity_key: str, timestamp: str, as_of: str | None = None
+        self, spark, entities, table: str, *, entity_key: str, timestamp: str, as_of: AsOf = None
     ):
         """The Spark form of point_in_time_join, for training sets too large for one machine."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
-        key = self.spec(table, as_of).entity.key
-        history = self.spark_read(spark, table, as_of=self.resolve(table, as_of).instant).drop("_hoodie_commit_time")
+        pinned = self.pin(table, as_of)
+        key = pinned.spec.entity.key
+        history = self.spark_read(spark, table, as_of=pinned.instant).drop("_hoodie_commit_time")
         history = history.select(*[F.col(c).alias(f"{table}__{c}") for c in history.columns])
         left = entities.withColumn("_row", F.monotonically_increasing_id())
         joined = left.join(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workloads.common.featurestore import FeatureStore
+from workloads.common.featurestore import FeatureStore, TableSnapshot
 from workloads.training.config import TrainConfig
 
 
@@ -24,6 +24,7 @@ class TrainingSet:
     instants: dict[str, str]  # the table instants it was read at: its lineage
     feature_names: list[str] = field(default_factory=list)
     dropped_without_features: int = 0
+    tables: dict[str, TableSnapshot] = field(default_factory=dict)  # each table as pinned for this set
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self.split == name
@@ -31,20 +32,22 @@ class TrainingSet:
 
 
 def build_training_set(store: FeatureStore, config: TrainConfig) -> TrainingSet:
-    tables = [config.label_table, *config.feature_tables]
-    # Resolve every instant first: a missing table or instant fails here, naming it.
-    instants = {t: store.resolve(t, config.as_of.get(t)).instant for t in tables}
-    key = store.spec(config.label_table, instants[config.label_table]).entity.key
-    labels = store.latest(config.label_table, as_of=instants[config.label_table])
+    # Pin every table once, first: a missing table or instant fails here, naming it, and nothing after
+    # this reads a timeline again.
+    pinned = store.snapshot({t: config.as_of.get(t) for t in [config.label_table, *config.feature_tables]})
+    instants = {t: p.instant for t, p in pinned.items()}
+    label_table = pinned[config.label_table]
+    key = label_table.spec.entity.key
+    labels = store.latest(config.label_table, as_of=label_table)
     if labels.empty:
-        raise TrainingDataError(f"label table {config.label_table} has no rows as of {instants[config.label_table]}")
+        raise TrainingDataError(f"label table {config.label_table} has no rows as of {label_table.instant}")
     if config.label not in labels.columns:
         raise TrainingDataError(
             f"label table {config.label_table} has no column {config.label!r} (it has {sorted(labels.columns)})"
         )
     joined = store.point_in_time_join(
         labels[[key, "event_time", config.label]],
-        {t: instants[t] for t in config.feature_tables},
+        {t: pinned[t] for t in config.feature_tables},
         entity_key=key,
         timestamp="event_time",
     ).frame
@@ -59,7 +62,7 @@ def build_training_set(store: FeatureStore, config: TrainConfig) -> TrainingSet:
     features = np.hstack([np.stack(joined[v].to_numpy()).astype(np.float32) for v in vectors])
     bad = ~np.isfinite(features)
     if bad.any():
-        names = feature_names(store, config, instants)
+        names = feature_names(config, pinned)
         columns = sorted({names[c] for c in np.nonzero(bad)[1]})
         raise TrainingDataError(
             f"{int(bad.any(axis=1).sum())} rows have NaN or infinite features (in {columns}); fix the feature job before training"
@@ -78,11 +81,11 @@ def build_training_set(store: FeatureStore, config: TrainConfig) -> TrainingSet:
             raise TrainingDataError(
                 f"the {part} split has a single class; there are too few rows ({len(y)}) for the split {config.split}"
             )
-    return TrainingSet(features, y, keys, split, instants, feature_names(store, config, instants), dropped)
+    return TrainingSet(features, y, keys, split, instants, feature_names(config, pinned), dropped, pinned)
 
 
-def feature_names(store: FeatureStore, config: TrainConfig, instants: dict[str, str]) -> list[str]:
-    return [f"{t}.{n}" for t in config.feature_tables for n in store.transform(t, instants[t]).feature_names]
+def feature_names(config: TrainConfig, pinned: dict[str, TableSnapshot]) -> list[str]:
+    return [f"{t}.{n}" for t in config.feature_tables for n in pinned[t].transform.feature_names]
 
 
 def _bucket(key: str, validation: float, test: float) -> str:

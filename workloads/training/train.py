@@ -114,10 +114,7 @@ def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None 
         mlflow.log_params(_flat(config.model_dump(mode="json")))
         log_serving_inputs(
             config,
-            {
-                table: (store.spec(table, data.instants[table]), store.transform(table, data.instants[table]))
-                for table in config.feature_tables
-            },
+            {table: (data.tables[table].spec, data.tables[table].transform) for table in config.feature_tables},
         )
 
         result = fit(
