@@ -81,7 +81,7 @@ fi
 
 stamp=$(fingerprint requirements/npm/package-lock.json)
 if [[ "$(cat "$CACHE/npm/.mlkit-stamp" 2>/dev/null)" != "$stamp" ]]; then
-  need npm "Install Node.js 18 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm); the tests run Azurite with it."
+  need npm "Install Node.js 20 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm); the tests run Azurite with it."
   say "npm ci: Azurite into .cache/npm"
   mkdir -p "$CACHE/npm"
   cp requirements/npm/package.json requirements/npm/package-lock.json "$CACHE/npm/"

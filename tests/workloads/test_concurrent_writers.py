@@ -3,7 +3,7 @@
 For real where it matters: two feature-job processes (Python and their JVMs, Spark and Hudi) on one
 local store. The first is frozen (SIGSTOP) while its commit is inflight, exactly the moment at which,
 without the kit's table lock, the second job's Hudi write rolls the first one's commit back and the
-first dies with a Java traceback when it resumes. The S3 lease runs against moto's S3 on loopback.
+first dies with a Java traceback when it resumes. The object-store lease runs against moto (S3), fake-gcs-server (GCS) and Azurite (Azure Blob) on loopback.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mlkit_dev.demo_data import TELCO, synthetic_batch
+from mlkit_dev.storage_emulators import start
 from tests.workloads.test_crash_recovery import SPEC, wait_for_write_in_progress
 from workloads.common.featurestore import FeatureStore
 from workloads.common.specs import load_spec
@@ -130,43 +131,60 @@ def test_a_bad_wait_setting_is_one_line(spark, tmp_path, monkeypatch):
         run_batch(spark, store, [load_spec(SPEC)], str(TELCO), event_time=parse_event_time("2026-01-01"))
 
 
-# --- the lease on S3 (moto) -------------------------------------------------------------------------
+# --- the lease on each object store: S3 (moto), GCS (fake-gcs-server), Azure Blob (Azurite) ----------
+
+
+@pytest.fixture(scope="module", params=["s3", "gs", "az"])
+def lease_store(request, s3_store, gcs_store):
+    """(root URI, ObjectStore) of one emulated object store; each test gets its own root."""
+    if request.param == "s3":
+        yield "s3://mlkit-test", s3_store
+    elif request.param == "gs":
+        yield "gs://mlkit-test", gcs_store
+    else:
+        emulator = start("az")
+        yield emulator.root, emulator.store
+        emulator.stop()
 
 
 @pytest.fixture
-def s3_root(s3_store, request):
-    return f"s3://mlkit-test/{request.node.name}/features"
+def lease_root(lease_store, request):
+    root, store = lease_store
+    return f"{root}/{request.node.name.replace('[', '-').rstrip(']')}/features", store
 
 
-def test_an_s3_lease_admits_one_writer_and_the_next_after_release(s3_store, s3_root):
-    first = TableLock(s3_root, TABLE, s3_store, ttl_s=2.0)
+def test_a_lease_admits_one_writer_and_the_next_after_release(lease_root):
+    root, store = lease_root
+    first = TableLock(root, TABLE, store, ttl_s=2.0)
     # The waiter outwaits two ttls: the holder's renewals keep the lease its own.
-    second = TableLock(s3_root, TABLE, s3_store, wait_s=5.0, ttl_s=2.0, poll_s=0.2)
+    second = TableLock(root, TABLE, store, wait_s=5.0, ttl_s=2.0, poll_s=0.2)
     with first, pytest.raises(TableLocked, match=r"being written by another job, .*:\d+ \(since "):
+        assert store.at(lock_uri(root, TABLE)).exists()
         second.__enter__()
-    with TableLock(s3_root, TABLE, s3_store, wait_s=1.0):
+    with TableLock(root, TABLE, store, wait_s=1.0):
         pass
-    key = lock_uri(s3_root, TABLE).removeprefix("s3://mlkit-test/")
-    assert "Contents" not in s3_store.s3_client().list_objects_v2(Bucket="mlkit-test", Prefix=key)
+    assert not store.at(lock_uri(root, TABLE)).exists()
 
 
-def test_an_s3_lease_whose_holder_died_is_taken_over_after_its_ttl(s3_store, s3_root):
-    dead = TableLock(s3_root, TABLE, s3_store, ttl_s=1.0)
+def test_a_lease_whose_holder_died_is_taken_over_after_its_ttl(lease_root):
+    root, store = lease_root
+    dead = TableLock(root, TABLE, store, ttl_s=1.0)
     dead.__enter__()
     dead._backend._stop.set()  # the holder dies: no more renewals, no release
     dead._backend._renewer.join()
     started = time.monotonic()
-    with TableLock(s3_root, TABLE, s3_store, wait_s=10.0, ttl_s=1.0, poll_s=0.1):
+    with TableLock(root, TABLE, store, wait_s=10.0, ttl_s=1.0, poll_s=0.1):
         took = time.monotonic() - started
     assert 1.0 <= took < 5.0, took
 
 
-def test_two_s3_writers_racing_never_hold_the_lease_together(s3_store, s3_root):
+def test_two_writers_racing_never_hold_the_lease_together(lease_root):
+    root, store = lease_root
     inside, overlaps, done = [], [], []
 
     def writer():
         for _ in range(3):
-            with TableLock(s3_root, TABLE, s3_store, wait_s=30.0, ttl_s=5.0, poll_s=0.05):
+            with TableLock(root, TABLE, store, wait_s=30.0, ttl_s=5.0, poll_s=0.05):
                 inside.append(threading.get_ident())
                 if len(inside) > 1:
                     overlaps.append(list(inside))
@@ -182,10 +200,8 @@ def test_two_s3_writers_racing_never_hold_the_lease_together(s3_store, s3_root):
     assert len(done) == 2 and overlaps == []
 
 
-def test_a_store_without_a_lock_says_so_in_one_line_and_does_not_block(capsys):
-    with TableLock("gs://acme-features/teams/churn/features", TABLE, wait_s=0):
-        pass
-    assert capsys.readouterr().err == (
-        "warning: no writer lock for gs://acme-features/teams/churn/features/_locks/customer_features.lock "
-        "(local directories and s3:// have one): two jobs writing this table at once can fail (docs/feature-store.md)\n"
-    )
+def test_an_unsupported_store_is_refused_naming_the_accepted_ones():
+    from workloads.common.storage import StorageError
+
+    with pytest.raises(StorageError, match=r"hdfs:// is not supported\. Accepted: a directory"):
+        TableLock("hdfs://namenode/features", TABLE, wait_s=0)

@@ -2,22 +2,21 @@
 
 Hudi 1.0.2 writes in single-writer mode: a writer that finds another's commit inflight takes it for a
 failed one and rolls it back, and that other job dies mid-write. Hudi's optimistic concurrency needs
-a lock provider, and none in 1.0.2 works on every store the kit runs on (a local directory, S3 and
-the S3-compatible stores). So the feature job takes this lock around its read-compare-write of a
-table (and of its quarantine table): a second job waits for the first to commit, then reads the
+a lock provider, and none in 1.0.2 works on every store the kit runs on. So the feature job takes
+this lock around its read-compare-write of a table (and of its quarantine table): a second job waits for the first to commit, then reads the
 committed table and writes its own commit, so both commit. A job that cannot get the lock within
 ``wait_s`` fails with one line before it writes anything; running it again is safe (a batch re-run
 is idempotent). docs/feature-store.md says what this guarantees.
 
 - A local directory: ``fcntl.flock`` on ``<root>/_locks/<table>.lock``. The kernel releases it when
   the holder exits, SIGKILL included, so a dead job never strands it.
-- ``s3://``: a lease object at the same key, created with ``If-None-Match: *`` (one creator wins),
-  renewed every ``ttl_s / 3`` with ``If-Match`` on its ETag, deleted on release. A holder that dies
-  stops renewing; a waiter that has seen the same ETag for ``ttl_s`` on its own clock (no clock
-  comparison between machines) takes it over with ``If-Match`` on that ETag, so one taker wins.
-  Needs conditional writes, which AWS S3 has (since 2024) and moto; check your S3-compatible store.
-- ``gs://`` and ``abfss://`` (the GCP and Azure targets): no lock yet; the job warns in one line and
-  writes as before (GCS's ``ifGenerationMatch=0`` and Azure's ``If-None-Match: *`` would carry the same lease).
+- An object store: a lease object at the same key, created only if absent (one creator wins),
+  renewed every ``ttl_s / 3`` by a write conditional on its version, deleted on release. A holder
+  that dies stops renewing; a waiter that has seen the same version for ``ttl_s`` on its own clock
+  (no clock comparison between machines) takes it over with a write conditional on that version, so
+  one taker wins. The condition is the store's own: on ``s3://`` If-None-Match: * and If-Match on the
+  ETag (AWS S3 since 2024, moto; check your S3-compatible store), on ``gs://`` ifGenerationMatch, on
+  ``abfss://`` (through the account's Blob endpoint) If-None-Match: * and If-Match on the ETag.
 """
 
 from __future__ import annotations
@@ -31,10 +30,11 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlparse
 
 from workloads.common.settings import env, settings
-from workloads.common.storage import ObjectStore, is_local, join, local_path
+from workloads.common.storage import ObjectStore, is_local, join, local_path, scheme_of
 
 # How long a job waits for another writer of the same table before it gives up (seconds).
 WAIT_ENV = "MLKIT_TABLE_LOCK_WAIT_S"
@@ -94,17 +94,9 @@ class TableLock:
         }
         if is_local(self.uri):
             self._backend = _FileLock(Path(local_path(self.uri)))
-        elif self.uri.startswith("s3://"):
-            self._backend = _S3Lease(self.uri, self.store, ttl_s)
         else:
-            # gs:// and abfss:// (GCP, Azure targets): no lock here yet. Say so rather than refuse the job.
-            self._backend = _NoLock()
-            print(
-                f"warning: no writer lock for {self.uri} (local directories and s3:// have one): two jobs "
-                "writing this table at once can fail (docs/feature-store.md)",
-                file=sys.stderr,
-                flush=True,
-            )
+            objects = {"s3": _S3Object, "gs": _GcsObject, "abfss": _AzureBlob, "az": _AzureBlob}[scheme_of(self.uri)]
+            self._backend = _Lease(objects(self.uri, self.store), ttl_s)
 
     def __enter__(self) -> TableLock:
         started, announced = time.monotonic(), False
@@ -125,17 +117,6 @@ class TableLock:
 
     def __exit__(self, *exc) -> None:
         self._backend.release()
-
-
-class _NoLock:
-    def try_acquire(self, holder: dict) -> bool:
-        return True
-
-    def holder(self) -> dict | None:
-        return None
-
-    def release(self) -> None:
-        pass
 
 
 class _FileLock:
@@ -168,77 +149,225 @@ class _FileLock:
             self.fd = None
 
 
-class _S3Lease:
-    def __init__(self, uri: str, store: ObjectStore, ttl_s: float):
-        parsed = urlparse(uri)
-        self.bucket, self.key, self.ttl_s = parsed.netloc, parsed.path.lstrip("/"), ttl_s
-        self.client = store.s3_client()
-        self.etag: str | None = None
-        self.seen: tuple[str, float] | None = None  # (etag, when first seen) of another holder's lease
+class _Lease:
+    """A lease held by conditional writes: any store that can create-if-absent and replace-if-unchanged."""
+
+    def __init__(self, objects: _ConditionalObject, ttl_s: float):
+        self.objects, self.ttl_s = objects, ttl_s
+        self.version: str | None = None  # the store's version (ETag, generation) of our lease
+        self.seen: tuple[str, float] | None = None  # (version, when first seen) of another holder's lease
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.lost = False
 
-    def _put(self, body: dict, **condition) -> str | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            answer = self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(), **condition
-            )
-        except ClientError as e:
-            # 412: the condition failed; 409: a concurrent conditional write to the same key won.
-            if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return None
-            raise
-        return answer["ETag"]
-
     def try_acquire(self, holder: dict) -> bool:
-        from botocore.exceptions import ClientError
-
         self.body = holder
-        etag = self._put(holder, IfNoneMatch="*")
-        if etag is None:
-            try:
-                current = self.client.head_object(Bucket=self.bucket, Key=self.key)["ETag"]
-            except ClientError:
-                return False  # released between our put and this look: try again
+        version = self.objects.create(_encode(holder))
+        if version is None:
+            current = self.objects.version()
+            if current is None:
+                return False  # released between our write and this look: try again
             now = time.monotonic()
             if self.seen is None or self.seen[0] != current:
                 self.seen = (current, now)
                 return False
             if now - self.seen[1] < self.ttl_s:
                 return False
-            etag = self._put(holder, IfMatch=current)  # not renewed for a whole ttl: its holder is gone
-            if etag is None:
+            version = self.objects.replace(_encode(holder), current)  # not renewed for a whole ttl: its holder is gone
+            if version is None:
                 return False
-        self.etag = etag
+        self.version = version
         self._stop.clear()
-        self._renewer = threading.Thread(target=self._renew, name=f"lease-{self.key}", daemon=True)
+        self._renewer = threading.Thread(target=self._renew, name="table-lease", daemon=True)
         self._renewer.start()
         return True
 
     def _renew(self) -> None:
         renewals = 0
         while not self._stop.wait(self.ttl_s / 3):
-            renewals += 1  # a new body, so a new ETag: waiters watch the ETag change
-            etag = self._put({**self.body, "renewals": renewals}, IfMatch=self.etag)
-            if etag is None:
+            renewals += 1  # a new body, so a new version: waiters watch the version change
+            version = self.objects.replace(_encode({**self.body, "renewals": renewals}), self.version)
+            if version is None:
                 self.lost = True
                 return
-            self.etag = etag
+            self.version = version
 
     def holder(self) -> dict | None:
         with contextlib.suppress(Exception):
-            return json.loads(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
+            return json.loads(self.objects.read())
         return None
 
     def release(self) -> None:
         self._stop.set()
         if self._renewer:
             self._renewer.join()
-        if self.etag and not self.lost:
+        if self.version and not self.lost:
             with contextlib.suppress(Exception):
-                if self.client.head_object(Bucket=self.bucket, Key=self.key)["ETag"] == self.etag:
-                    self.client.delete_object(Bucket=self.bucket, Key=self.key)
-        self.etag = None
+                self.objects.delete(self.version)
+        self.version = None
+
+
+def _encode(body: dict) -> bytes:
+    return json.dumps(body).encode()
+
+
+class _ConditionalObject(Protocol):
+    """One object on a store with conditional writes. ``create`` and ``replace`` return the new version,
+    or None when the condition failed (another writer got there first)."""
+
+    def create(self, body: bytes) -> str | None: ...
+    def replace(self, body: bytes, version: str) -> str | None: ...
+    def version(self) -> str | None: ...
+    def read(self) -> bytes: ...
+    def delete(self, version: str) -> None: ...
+
+
+class _S3Object:
+    """S3: If-None-Match: * to create, If-Match on the ETag to replace (AWS since 2024, moto; check your S3-compatible store)."""
+
+    def __init__(self, uri: str, store: ObjectStore):
+        parsed = urlparse(uri)
+        self.bucket, self.key = parsed.netloc, parsed.path.lstrip("/")
+        self.client = store.s3_client()
+
+    def _put(self, body: bytes, **condition) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **condition)["ETag"]
+        except ClientError as e:
+            # 412: the condition failed; 409: a concurrent conditional write to the same key won.
+            if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            raise
+
+    def create(self, body: bytes) -> str | None:
+        return self._put(body, IfNoneMatch="*")
+
+    def replace(self, body: bytes, version: str) -> str | None:
+        return self._put(body, IfMatch=version)
+
+    def version(self) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self.key)["ETag"]
+        except ClientError:
+            return None
+
+    def read(self) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+
+    def delete(self, version: str) -> None:
+        if self.version() == version:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+class _GcsObject:
+    """GCS: ifGenerationMatch=0 to create, ifGenerationMatch=<generation> to replace and to delete."""
+
+    def __init__(self, uri: str, store: ObjectStore):
+        from google.cloud import storage
+
+        parsed = urlparse(uri)
+        if store.endpoint:  # an emulator (fake-gcs-server) takes no credentials
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(
+                project="mlkit", credentials=AnonymousCredentials(), client_options={"api_endpoint": store.endpoint}
+            )
+        else:  # GKE workload identity, through the default credentials
+            client = storage.Client()
+        self.blob = client.bucket(parsed.netloc).blob(parsed.path.lstrip("/"))
+
+    def _upload(self, body: bytes, generation: int) -> str | None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            self.blob.upload_from_string(body, if_generation_match=generation)
+        except PreconditionFailed:
+            return None
+        return str(self.blob.generation)
+
+    def create(self, body: bytes) -> str | None:
+        return self._upload(body, 0)
+
+    def replace(self, body: bytes, version: str) -> str | None:
+        return self._upload(body, int(version))
+
+    def version(self) -> str | None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.blob.reload()
+        except NotFound:
+            return None
+        return str(self.blob.generation)
+
+    def read(self) -> bytes:
+        return self.blob.download_as_bytes()
+
+    def delete(self, version: str) -> None:
+        self.blob.delete(if_generation_match=int(version))
+
+
+class _AzureBlob:
+    """Azure Blob (and ADLS Gen2 through its Blob endpoint): If-None-Match: * to create, If-Match on the ETag."""
+
+    def __init__(self, uri: str, store: ObjectStore):
+        from azure.storage.blob import BlobClient
+
+        container, account, path = _azure_parts(uri, store)
+        if store.endpoint:  # Azurite: the account in the path
+            url = f"{store.endpoint.rstrip('/')}/{account}"
+        else:
+            url = f"https://{account}.blob.core.windows.net"
+        if store.account_key:
+            credential = {"account_name": account, "account_key": store.account_key}
+        else:  # AKS workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        self.blob = BlobClient(url, container, path, credential=credential)
+
+    def _upload(self, body: bytes, **condition) -> str | None:
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        try:
+            return self.blob.upload_blob(body, **condition)["etag"]
+        except (ResourceExistsError, ResourceModifiedError):
+            return None
+
+    def create(self, body: bytes) -> str | None:
+        return self._upload(body, overwrite=False)  # sent as If-None-Match: *
+
+    def replace(self, body: bytes, version: str) -> str | None:
+        from azure.core import MatchConditions
+
+        return self._upload(body, overwrite=True, etag=version, match_condition=MatchConditions.IfNotModified)
+
+    def version(self) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.blob.get_blob_properties().etag
+        except ResourceNotFoundError:
+            return None
+
+    def read(self) -> bytes:
+        return self.blob.download_blob().readall()
+
+    def delete(self, version: str) -> None:
+        from azure.core import MatchConditions
+
+        self.blob.delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
+
+
+def _azure_parts(uri: str, store: ObjectStore) -> tuple[str, str, str]:
+    """(container, account, path) of abfss://<container>@<account>.dfs.core.windows.net/<path> or az://<container>/<path>."""
+    parsed = urlparse(uri)
+    container, _, host = parsed.netloc.partition("@")
+    account = host.split(".", 1)[0] or store.account
+    if not account:
+        raise ValueError(f"{uri}: no storage account (name it in the URI or set AZURE_STORAGE_ACCOUNT)")
+    return container, account, parsed.path.lstrip("/")
