@@ -150,6 +150,23 @@ def test_no_chart_types_a_store_path_a_bucket_or_a_cloud_label():
     assert found == set()
 
 
+def test_no_workload_module_types_a_store_path_a_bucket_or_a_cloud_label():
+    """Workloads name schemes (the storage layer serves them) but never a bucket, a path on one or a cloud's label:
+    those reach them through the team profile."""
+    files = [
+        p for p in (REPO / "workloads").rglob("*") if p.suffix in (".py", ".yaml", ".txt") or p.name == "Dockerfile"
+    ]
+    assert len(files) > 20
+    store_path = re.compile(r"\b(?:s3a?|gs|abfss|az)://\w[\w.-]*")
+    found = {
+        f"{p.relative_to(REPO)}:{n}: {sorted(typed_store_facts(line) - set(SCHEMES)) or store_path.findall(line)}"
+        for p in files
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if typed_store_facts(line) - set(SCHEMES) or store_path.search(line)
+    }
+    assert found == set()
+
+
 def test_the_search_is_not_blind():
     """What the charts typed before the profile is found, bucket included."""
     assert {"mlkit-local", "acme-mlkit-prod-eu-west-1", "acme-mlkit-prod-europe-west4", "acmemlkitprod"} <= set(

@@ -112,7 +112,7 @@ class ObjectStore:
             if not parsed.netloc:
                 raise StorageError(f"store URI {uri!r}: no bucket. Accepted: {ACCEPTED}")
             return StorePath(self, uri, self._filesystem(scheme), f"{parsed.netloc}/{key}".rstrip("/"))
-        container, account = _azure_container(uri)
+        container, account = azure_container(uri)
         return StorePath(self, uri, self._filesystem(scheme, account), f"{container}/{key}".rstrip("/"))
 
     def _filesystem(self, scheme: str, account: str | None = None) -> pyarrow.fs.FileSystem:
@@ -298,7 +298,7 @@ def _local_filesystem() -> pyarrow.fs.FileSystem:
     return fs.LocalFileSystem()
 
 
-def _azure_container(uri: str) -> tuple[str, str | None]:
+def azure_container(uri: str) -> tuple[str, str | None]:
     """(container, account) of abfss://<container>@<account>.dfs.core.windows.net/... or az://<container>/..."""
     parsed = urlparse(uri)
     container, at, host = parsed.netloc.partition("@")

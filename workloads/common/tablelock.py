@@ -34,7 +34,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from workloads.common.settings import env, settings
-from workloads.common.storage import ObjectStore, is_local, join, local_path, scheme_of
+from workloads.common.storage import ObjectStore, StorageError, azure_container, is_local, join, local_path, scheme_of
 
 # How long a job waits for another writer of the same table before it gives up (seconds).
 WAIT_ENV = "MLKIT_TABLE_LOCK_WAIT_S"
@@ -317,7 +317,11 @@ class _AzureBlob:
     def __init__(self, uri: str, store: ObjectStore):
         from azure.storage.blob import BlobClient
 
-        container, account, path = _azure_parts(uri, store)
+        container, account = azure_container(uri)
+        account = account or store.account
+        if not account:
+            raise StorageError(f"{uri}: no storage account: name it in the URI or set AZURE_STORAGE_ACCOUNT")
+        path = urlparse(uri).path.lstrip("/")
         if store.endpoint:  # Azurite: the account in the path
             url = f"{store.endpoint.rstrip('/')}/{account}"
         else:
@@ -361,13 +365,3 @@ class _AzureBlob:
         from azure.core import MatchConditions
 
         self.blob.delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
-
-
-def _azure_parts(uri: str, store: ObjectStore) -> tuple[str, str, str]:
-    """(container, account, path) of abfss://<container>@<account>.dfs.core.windows.net/<path> or az://<container>/<path>."""
-    parsed = urlparse(uri)
-    container, _, host = parsed.netloc.partition("@")
-    account = host.split(".", 1)[0] or store.account
-    if not account:
-        raise ValueError(f"{uri}: no storage account (name it in the URI or set AZURE_STORAGE_ACCOUNT)")
-    return container, account, parsed.path.lstrip("/")

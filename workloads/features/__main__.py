@@ -47,7 +47,7 @@ def ingest(
     spec: Annotated[
         list[Path], typer.Option("--spec", help="feature spec YAML; repeat to fill several tables from one batch")
     ],
-    source: Annotated[str, typer.Option("--input", help="the raw batch: CSV or Parquet, local path or s3:// URI")],
+    source: Annotated[str, typer.Option("--input", help="the raw batch: CSV or Parquet, a local path or a store URI")],
     store: StoreOpt = None,
     event_time: Annotated[
         str | None, typer.Option(help="event time of a snapshot batch (ISO 8601); default now")

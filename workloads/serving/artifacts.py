@@ -4,7 +4,7 @@ All three give a model bundle (workloads/common/bundle.py), the layout a trainin
 `export` pins a registered version as a bundle on the store, so a deployment can start without
 reaching MLflow (an air-gapped cluster, or a registry outage during a scale-up):
 
-    python -m workloads.serving.artifacts models:/churn-classifier@champion s3://bucket/teams/churn/models/churn-classifier
+    python -m workloads.serving.artifacts models:/churn-classifier@champion s3://<bucket>/teams/churn/models/churn-classifier
 """
 
 from __future__ import annotations
