@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from workloads.common.bundle import BundleError, ModelBundle
+from workloads.common.settings import settings
 from workloads.common.storage import ObjectStore, StorageError, is_local, join, local_path
 
 FORMS = "models:/<name>@<alias>, models:/<name>/<version>, a bundle on the store (s3://, gs://, abfss://, az://) or a directory"
@@ -37,7 +38,7 @@ def fetch(uri: str, store: ObjectStore | None = None) -> ModelBundle:
                     raise ModelSourceError(f"model URI {uri!r}: nothing under that prefix. Accepted: {FORMS}")
             else:
                 directory = Path(tempfile.mkdtemp(prefix="mlkit-model-"))
-                if not (store or ObjectStore.from_env()).at(uri).download(directory):
+                if not (store or settings().store).at(uri).download(directory):
                     raise ModelSourceError(f"model URI {uri!r}: nothing under that prefix. Accepted: {FORMS}")
         except StorageError as e:
             raise ModelSourceError(f"model URI {uri!r}: {e}") from None
@@ -77,7 +78,7 @@ def export(uri: str, destination: str, store: ObjectStore | None = None) -> str:
         _, version = fetch_registered(uri, Path(staging))
         ModelBundle.read(Path(staging), source=uri)  # a broken registered version is not pinned
         target = join(destination, version)
-        (store or ObjectStore.from_env()).at(target).upload(Path(staging))
+        (store or settings().store).at(target).upload(Path(staging))
     return target
 
 
