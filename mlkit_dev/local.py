@@ -51,14 +51,19 @@ class LocalProcess:
         )
         deadline = time.monotonic() + start_s
         while time.monotonic() < deadline:
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # still starting
-                if requests.get(health_url, timeout=2).status_code == 200:
-                    return
+            if self.ready():
+                return
             if self.process.poll() is not None:
                 raise RuntimeError(f"{command[0]} exited: {self.log_tail()}")
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"{command[0]} did not answer {health_url} in {start_s:.0f} s: {self.log_tail()}")
+
+    def ready(self) -> bool:
+        """Whether the server answers its health URL (servers without one override this)."""
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # still starting
+            return requests.get(self.health_url, timeout=2).status_code == 200
+        return False
 
     def log_tail(self, chars: int = 2000) -> str:
         return Path(self.log.name).read_text(errors="replace")[-chars:]

@@ -13,12 +13,9 @@ reaches it, so one test suite runs unchanged over every scheme.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,25 +87,21 @@ def start(scheme: str) -> Emulator:
 class _Azurite(LocalProcess):
     """Azurite has no health endpoint and refuses unsigned requests: ready once its port accepts."""
 
-    def __init__(self, command: list[str], port: int, start_s: float = 60):
-        self.log = tempfile.NamedTemporaryFile(prefix="azurite-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + start_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"azurite exited: {self.log_tail()}")
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"azurite did not listen on {port} in {start_s:.0f} s: {self.log_tail()}")
+    def __init__(self, command: list[str], port: int):
+        self.port = port
+        super().__init__(command, f"tcp://127.0.0.1:{port}", dict(os.environ), start_s=60)
+
+    def ready(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
 
 
 def profile_for(emulator: Emulator, team: str = "churn", namespace: str | None = None) -> dict:
     """A team profile (mlkit_contract.TeamProfile, as JSON) rooted on ``emulator``: what a chart would mount."""
     scheme = {"file": "s3", "az": "abfss"}.get(emulator.scheme, emulator.scheme)
     root = f"{emulator.root}/teams/{team}"
-    profile = {
+    return {
         "team": team,
         "namespace": namespace or team,
         "root": root,
@@ -132,4 +125,3 @@ def profile_for(emulator: Emulator, team: str = "churn", namespace: str | None =
         "pools": {},
         "mlflow": {"trackingUri": None},
     }
-    return json.loads(json.dumps(profile))

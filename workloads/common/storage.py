@@ -37,7 +37,7 @@ class StorageError(ValueError):
 def scheme_of(uri: str) -> str:
     """'file' for a path or file:// URI, else the URI's scheme (s3a:// counts as s3://)."""
     scheme = urlparse(uri).scheme
-    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+    if scheme in ("", "file"):
         return "file"
     scheme = {"s3a": "s3", "abfs": "abfss"}.get(scheme, scheme)
     if scheme not in ("s3", "gs", "abfss", "az"):
