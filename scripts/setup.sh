@@ -4,7 +4,9 @@
 #
 #   requirements/<env>.lock  -> .venv/<env>   (one Python environment per conflicting dependency set)
 #   requirements/go-tools.txt -> .cache/bin   (helm, kubeconform, built with `go install`)
-#   requirements/jars/pom.xml -> .cache/jars  (the Hudi Spark bundle and S3A, fetched with Maven)
+#   requirements/jars/pom.xml -> .cache/jars  (the Hudi Spark bundle, Hadoop 3.4 and its connectors, fetched with Maven)
+#                             -> .cache/spark (a SPARK_HOME: pyspark's files with those jars in place of
+#                                              replaces-spark.txt's, the feature image's classpath)
 #   requirements/npm/         -> .cache/npm  (Azurite, the Azure Storage emulator the tests start; npm ci)
 #   requirements/apt.txt      -> Debian packages whose command is missing (Java for Spark, Maven)
 set -euo pipefail
@@ -77,6 +79,23 @@ if [[ "$(cat "$CACHE/jars/.mlkit-stamp" 2>/dev/null)" != "$stamp" ]]; then
   mvn --batch-mode --quiet -f requirements/jars/pom.xml dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$CACHE/jars"
   echo "$stamp" >"$CACHE/jars/.mlkit-stamp"
+fi
+
+pyspark=$("$ROOT/.venv/workloads/bin/python" -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent)')
+stamp=$(fingerprint requirements/jars/pom.xml requirements/jars/replaces-spark.txt <(echo "$pyspark") "$pyspark/version.py")
+if [[ "$(cat "$CACHE/spark/.mlkit-stamp" 2>/dev/null)" != "$stamp" ]]; then
+  say "spark: .cache/spark (pyspark with the jars of requirements/jars)"
+  rm -rf "$CACHE/spark"
+  mkdir -p "$CACHE/spark/jars"
+  for entry in "$pyspark"/*; do
+    [[ $(basename "$entry") == jars ]] || ln -s "$entry" "$CACHE/spark/"
+  done
+  replaced=$(grep -v '^#' requirements/jars/replaces-spark.txt)
+  for jar in "$pyspark"/jars/*.jar; do
+    grep -qxF "$(basename "$jar")" <<<"$replaced" || ln -s "$jar" "$CACHE/spark/jars/"
+  done
+  ln -s "$CACHE"/jars/*.jar "$CACHE/spark/jars/"
+  echo "$stamp" >"$CACHE/spark/.mlkit-stamp"
 fi
 
 stamp=$(fingerprint requirements/npm/package-lock.json)

@@ -639,7 +639,8 @@ class AwsCluster(pulumi.ComponentResource, ClusterTarget):
     def hadoop_conf(self) -> dict[str, pulumi.Input[str]]:
         # IRSA: the pod's projected web-identity token, exchanged by the AWS SDK.
         return s3a_conf(
-            region=self.object_store.region, credentials="com.amazonaws.auth.WebIdentityTokenCredentialsProvider"
+            region=self.object_store.region,
+            credentials="software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider",
         )
 
     def _cluster_addons(self, name: str, region: str, kubernetes_version: str) -> None:

@@ -92,10 +92,19 @@ def gcs_conf(project: str | None = None) -> dict[str, pulumi.Input[str]]:
 
 
 def abfs_conf() -> dict[str, pulumi.Input[str]]:
-    """ABFS exchanging the pod's federated token (AZURE_FEDERATED_TOKEN_FILE) for an Entra ID token."""
+    """ABFS exchanging the pod's federated token for an Entra ID token (hadoop-azure 3.4's provider).
+
+    The provider requires the tenant and client id in the configuration; the workload-identity webhook injects
+    them, the token file and the authority (sovereign clouds differ) as environment variables, which Hadoop's
+    ${env.*} substitution reads in the pod.
+    """
     return {
         "fs.azure.account.auth.type": "OAuth",
         "fs.azure.account.oauth.provider.type": "org.apache.hadoop.fs.azurebfs.oauth2.WorkloadIdentityTokenProvider",
+        "fs.azure.account.oauth2.msi.tenant": "${env.AZURE_TENANT_ID}",
+        "fs.azure.account.oauth2.client.id": "${env.AZURE_CLIENT_ID}",
+        "fs.azure.account.oauth2.token.file": "${env.AZURE_FEDERATED_TOKEN_FILE}",
+        "fs.azure.account.oauth2.msi.authority": "${env.AZURE_AUTHORITY_HOST}",
     }
 
 

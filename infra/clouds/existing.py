@@ -196,7 +196,7 @@ class ExistingCluster(pulumi.ComponentResource, ClusterTarget):
             region=store.region,
             endpoint=self.object_store.endpoint,
             path_style=store.path_style,
-            credentials="com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+            credentials="software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"
             if store.keys_of("") or store.team_keys
             else None,
         )

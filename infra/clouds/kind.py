@@ -177,7 +177,7 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
         return s3a_conf(
             endpoint=STORE_ENDPOINT,
             path_style=True,
-            credentials="com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+            credentials="software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider",
         )
 
     def complete(self) -> None:

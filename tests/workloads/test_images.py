@@ -216,21 +216,34 @@ def test_the_platform_and_the_charts_name_images_make_images_builds():
 
 
 def test_the_jars_match_the_spark_the_tests_run():
-    """The pom's Hadoop connectors are pyspark's own Hadoop, the Hudi bundle its Spark and Scala."""
+    """The pom's Hadoop is one version and replaces exactly the Hadoop client pyspark ships (replaces-spark.txt);
+    the Hudi bundle is pyspark's Spark and Scala."""
     import pyspark
 
-    jars = [p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")]
-    hadoop = next(
-        re.match(r"hadoop-client-api-(.+)\.jar", j).group(1) for j in jars if j.startswith("hadoop-client-api-")
-    )
+    jars = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
     scala = next(re.match(r"scala-library-(\d+\.\d+)", j).group(1) for j in jars if j.startswith("scala-library-"))
     spark_minor = ".".join(pyspark.__version__.split(".")[:2])
     pom = (REPO / "requirements" / "jars" / "pom.xml").read_text()
-    for artifact in ("hadoop-aws", "hadoop-azure"):
-        version = re.search(rf"<artifactId>{artifact}</artifactId>\s*<version>([^<]+)</version>", pom).group(1)
-        assert version == hadoop, (
-            f"requirements/jars/pom.xml: {artifact} = {version!r}, but pyspark {pyspark.__version__} runs Hadoop {hadoop}"
+    hadoop_artifacts = re.findall(r"<artifactId>(hadoop-[\w-]+)</artifactId>\s*<version>([^<]+)</version>", pom)
+    assert {a for a, _ in hadoop_artifacts} >= {
+        "hadoop-client-api",
+        "hadoop-client-runtime",
+        "hadoop-aws",
+        "hadoop-azure",
+    }
+    for artifact, version in hadoop_artifacts:
+        assert version == "${hadoop.version}", (
+            f"requirements/jars/pom.xml: {artifact} = {version!r}, not ${{hadoop.version}}"
         )
+    replaced = [
+        line
+        for line in (REPO / "requirements/jars/replaces-spark.txt").read_text().splitlines()
+        if line and line[0] != "#"
+    ]
+    shipped_client = sorted(j for j in jars if j.startswith(("hadoop-client-api-", "hadoop-client-runtime-")))
+    assert sorted(replaced) == shipped_client, (
+        f"requirements/jars/replaces-spark.txt names {replaced}; pyspark {pyspark.__version__} ships {shipped_client}"
+    )
     bundle = f"hudi-spark{spark_minor}-bundle_{scala}"
     assert f"<artifactId>{bundle}</artifactId>" in pom, (
         f"requirements/jars/pom.xml has no {bundle} (pyspark {pyspark.__version__}, Scala {scala})"
@@ -243,7 +256,7 @@ def test_the_jars_match_the_spark_the_tests_run():
 
 def test_feature_image_takes_its_jars_from_the_one_pom():
     dockerfile = (REPO / "workloads" / "features" / "Dockerfile").read_text()
-    assert "COPY requirements/jars/pom.xml" in dockerfile and "-P cloud-connectors" in dockerfile
+    assert "COPY requirements/jars/pom.xml" in dockerfile and "COPY requirements/jars/replaces-spark.txt" in dockerfile
     pom = (REPO / "requirements" / "jars" / "pom.xml").read_text()
     for artifact in ("hudi-spark3.5-bundle_2.12", "hadoop-aws", "gcs-connector", "hadoop-azure"):
         assert artifact in pom

@@ -15,7 +15,7 @@ Every environment variable a workload reads is named here, nowhere else:
     MLKIT_REQUEST_LOG       serving: where answered requests are logged (unset or empty: off)
     MLKIT_REQUEST_LOG_FLUSH_SECONDS, MLKIT_REQUEST_LOG_SPOOL   serving: request-log batching and spool directory
     MLKIT_MAX_REQUEST_BYTES, MLKIT_STOP_SECONDS                serving: request size limit, stop deadline
-    MLKIT_SPARK_MASTER, MLKIT_SPARK_JARS, MLKIT_SPARK_SHUFFLE_PARTITIONS, MLKIT_SPARK_DRIVER_MEMORY,
+    MLKIT_SPARK_MASTER, MLKIT_SPARK_SHUFFLE_PARTITIONS, MLKIT_SPARK_DRIVER_MEMORY,
     MLKIT_SPARK_LOG_LEVEL   a local Spark session (ignored in the cluster, where the operator sets Spark up)
     MLKIT_TABLE_LOCK_WAIT_S how long a writer waits for a feature table's lock
     MLKIT_PUSHGATEWAY       feature job: push its metrics here

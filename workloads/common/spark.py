@@ -1,7 +1,8 @@
 """A Spark session set up for Hudi and the object store, the same locally and in the cluster.
 
-In the cluster the Spark operator supplies the master and the jars sit in the image; locally the
-session runs in-process on this machine and loads the jars `make setup` fetched with Maven.
+In the cluster the Spark operator supplies the master and the jars sit in the image's /opt/spark/jars;
+locally the session runs on this machine from the SPARK_HOME `make setup` builds (.cache/spark: pyspark
+with the same jars in place of Spark's Hadoop client), so both run one classpath.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ HUDI_SPARK_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.hudi.catalog.HoodieCatalog",
     "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
 }
-REPO_JARS = Path(__file__).resolve().parents[2] / ".cache" / "jars"
+LOCAL_SPARK_HOME = Path(__file__).resolve().parents[2] / ".cache" / "spark"
 LOG4J2 = Path(__file__).resolve().parent / "log4j2.properties"
 
 
@@ -29,11 +30,12 @@ class SparkSetupError(RuntimeError):
     pass
 
 
-def local_jars() -> list[str]:
-    """Jars for a local session: MLKIT_SPARK_JARS (comma-separated) or what `make setup` put in .cache/jars."""
-    if jars := env("MLKIT_SPARK_JARS"):
-        return [j for j in jars.split(",") if j]
-    return sorted(glob.glob(str(REPO_JARS / "*.jar")))
+def local_spark_home() -> Path:
+    """SPARK_HOME if set, else what `make setup` built; it must hold the Hudi bundle."""
+    home = Path(os.environ.setdefault("SPARK_HOME", str(LOCAL_SPARK_HOME)))
+    if not glob.glob(str(home / "jars" / "hudi-spark*.jar")):
+        raise SparkSetupError(f"the Hudi Spark bundle is missing from {home / 'jars'}: run `make setup`")
+    return home
 
 
 def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: dict[str, str] | None = None):
@@ -52,12 +54,9 @@ def spark_session(app_name: str, store: ObjectStore | None = None, extra_conf: d
     in_cluster = "SPARK_HOME" in os.environ and os.environ.get("KUBERNETES_SERVICE_HOST")
     if master or not in_cluster:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback, whatever the hostname resolves to
-        jars = local_jars()
-        if not any("hudi-spark" in j for j in jars):
-            raise SparkSetupError(f"the Hudi Spark bundle is missing (looked in {REPO_JARS}): run `make setup`")
+        local_spark_home()
         builder = (
             builder.master(master or "local[2]")
-            .config("spark.jars", ",".join(jars))
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.ui.enabled", "false")
