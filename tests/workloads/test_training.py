@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -120,6 +121,103 @@ def test_retraining_from_lineage_reproduces_the_test_metrics(gate, telco):
     assert again.instants == gate["good"].instants
     for metric, value in gate["good"].test.items():
         assert again.test[metric] == pytest.approx(value, abs=1e-6), metric
+
+
+def test_the_registered_bundle_carries_the_drift_reference_of_its_training_split(gate, telco, tmp_path):
+    """Training stores monitoring's reference beside the model: the lineage's instants, every spec column, and
+    the training split's own values (so the same rows compared with it show no drift)."""
+    from workloads.monitoring.drift import NumericReference, Reference, compare
+    from workloads.serving.artifacts import fetch
+
+    store, tracking, _ = telco
+    mlflow.set_tracking_uri(tracking)
+    good = gate["good"]
+    bundle = fetch(f"models:/churn-classifier/{good.model_version}")
+    reference = Reference.model_validate_json(bundle.reference_path.read_text())
+    assert (reference.model, reference.version) == ("churn-classifier", good.model_version)
+    assert reference.instants == good.instants and reference.rows == good.rows["train"]
+    spec = load_spec(SPECS / "customer_features.yaml")
+    assert list(reference.features) == [c.name for c in spec.columns]
+    assert isinstance(reference.features["MonthlyCharges"], NumericReference)
+    config = load_config(CONFIG, as_of=good.instants)
+    data = build_training_set(store, config)
+    train_rows = data.inputs[data.split == "train"]
+    report = compare(reference, train_rows, np.asarray(reference.prediction.sample))
+    assert report.max_psi < 1e-3 and report.prediction_psi < 0.05
+
+
+def test_the_drift_cli_compares_a_logged_window_with_the_served_versions_reference(gate, telco, tmp_path):
+    """Records in the request log's own layout (RequestLog's writer): drifted charges show up, others do not."""
+    from workloads.common.storage import ObjectStore
+    from workloads.serving.requestlog import RequestLog
+
+    _, tracking, _ = telco
+    good = gate["good"]
+    rows = pd.read_csv(TELCO, dtype=str).head(600)
+    rows["MonthlyCharges"] = (rows["MonthlyCharges"].astype(float) + 60).astype(str)
+    now = datetime.now(UTC).isoformat()
+    records = [
+        {
+            "time": now,
+            "kind": "prediction",
+            "model": "churn-classifier",
+            "version": good.model_version,
+            "inputs": row,
+            "probability": 0.3,
+        }
+        for row in rows.drop(columns=["Churn"]).to_dict(orient="records")
+    ]
+    records.append(
+        {
+            "time": now,
+            "kind": "prediction",
+            "model": "churn-classifier",
+            "version": good.model_version,
+            "inputs": {"tenure": "1"},
+            "probability": 0.5,
+        }
+    )
+    RequestLog._writer_for(str(tmp_path / "log"), ObjectStore())(records)
+    command = [
+        sys.executable,
+        "-m",
+        "workloads.monitoring",
+        "drift",
+        "--model-uri",
+        f"models:/churn-classifier/{good.model_version}",
+        "--request-log",
+        str(tmp_path / "log"),
+        "--window",
+        "1h",
+        "--textfile",
+        str(tmp_path / "drift.prom"),
+        "--json",
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["rows"] == 600 and report["skipped"] == {"missing_feature": 1}
+    assert "MonthlyCharges" in report["drifted"] and "Contract" not in report["drifted"]
+    from prometheus_client.parser import text_string_to_metric_families
+
+    flagged = {
+        sample.labels["feature"]: sample.value
+        for family in text_string_to_metric_families((tmp_path / "drift.prom").read_text())
+        for sample in family.samples
+        if sample.name == "mlkit_drift_feature_drifted"
+        and sample.labels["registered_version"] == good.model_version
+        and sample.labels["namespace"] == "local"
+    }
+    assert flagged["MonthlyCharges"] == 1 and flagged["Contract"] == 0
+    bad = subprocess.run(
+        [*command[:5], "models:/churn-classifier/999", *command[6:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 1 and "999" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # --- bad input: a clear error before training starts ------------------------------------------------

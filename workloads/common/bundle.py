@@ -4,6 +4,8 @@
     training/config.json                        the training config (its feature tables, in order)
     features/<table>/spec.json, transform.json  what requests are validated and transformed with
     meta.json                                   {"name", "version"}: which registered version this is
+    monitoring/reference.json                   what its inputs and scores looked like in training (drift's
+                                                reference; workloads/monitoring/drift.py), when training wrote one
 
 Training writes the bundle (into its MLflow run; the registry logs the model beside it), export pins
 a registered version as a bundle on the object store, serving reads one from a directory.
@@ -21,6 +23,7 @@ from workloads.common.transform import FittedTransform
 MODEL = "model/model.onnx"
 CONFIG = "training/config.json"
 META = "meta.json"
+REFERENCE = "monitoring/reference.json"
 
 
 def feature_file(table: str, name: str) -> str:
@@ -50,6 +53,10 @@ class ModelBundle:
     @property
     def model_path(self) -> Path:
         return self.directory / MODEL
+
+    @property
+    def reference_path(self) -> Path:
+        return self.directory / REFERENCE
 
     @staticmethod
     def write_inputs(directory: Path, config: dict, tables: list[FeatureTable]) -> None:

@@ -143,16 +143,18 @@ class FeatureModel:
         return ["probability"]
 
     def send_feedback(self, features, feature_names, reward, truth, routing=None):
-        """Store the truth (and reward) beside the request log, for monitoring and retraining."""
+        """Store the truth (and reward) beside the request log, for monitoring and retraining; with the score this
+        model gives the same inputs, so monitoring can measure ROC AUC without joining requests to feedback."""
         if self.request_log:
+            inputs, probability = [], None
             try:
-                inputs = (
-                    request_frame(features, feature_names).to_dict(orient="records")
-                    if features is not None and len(features)
-                    else []
-                )
+                if features is not None and len(features):
+                    frame = request_frame(features, feature_names)
+                    inputs = frame.to_dict(orient="records")
+                    scores = self.session.run(None, {"features": self.features(frame)})[0].reshape(-1)
+                    probability = scores.tolist()
             except BadRequest:
-                inputs = []
+                pass  # the truth is still kept; without valid inputs there is no score to pair it with
             record = {
                 "time": datetime.now(UTC).isoformat(),
                 "kind": "feedback",
@@ -160,6 +162,7 @@ class FeatureModel:
                 "version": self.model_version,
                 "inputs": inputs,
                 "truth": np.asarray(truth).tolist() if truth is not None else None,
+                "probability": probability,
                 "reward": reward,
             }
             if not self.request_log.put(record):

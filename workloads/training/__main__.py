@@ -35,6 +35,21 @@ TrackingOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the report as JSON")]
+TagOpt = Annotated[
+    list[str] | None, typer.Option("--tag", help="KEY=VALUE set on the run (e.g. what started it); repeatable")
+]
+
+
+def parse_tags(items: list[str] | None) -> dict[str, str]:
+    from workloads.training.config import ConfigError
+
+    tags = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag {item!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
 
 
 def run(action) -> None:
@@ -69,6 +84,7 @@ def train(
     as_of: Annotated[
         list[str] | None, typer.Option("--as-of", help="TABLE=INSTANT to read a table as of a commit; repeatable")
     ] = None,
+    tag: TagOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train on a point-in-time training set and register the model."""
@@ -83,9 +99,10 @@ def train(
                 raise ConfigError(f"--as-of {item!r}: expected TABLE=INSTANT")
             pins[table] = instant
         overrides = {"as_of": pins} if pins else {}
-        show(
-            train_model(FeatureStore.open(store), load_config(config, **overrides), tracking_uri=tracking_uri), as_json
+        report = train_model(
+            FeatureStore.open(store), load_config(config, **overrides), tracking_uri=tracking_uri, tags=parse_tags(tag)
         )
+        show(report, as_json)
 
     run(action)
 
@@ -95,6 +112,7 @@ def retrain(
     run_id: str,
     tracking_uri: TrackingOpt = None,
     store: Annotated[str | None, typer.Option("--store", help="override the run's feature store")] = None,
+    tag: TagOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain from a run's lineage: the same tables at the same instants, the same config and seed."""
@@ -103,7 +121,8 @@ def retrain(
 
     def action():
         config, recorded_store = config_from_run(run_id, tracking_uri)
-        show(train_model(FeatureStore.open(store or recorded_store), config, tracking_uri=tracking_uri), as_json)
+        store_ = FeatureStore.open(store or recorded_store)
+        show(train_model(store_, config, tracking_uri=tracking_uri, tags=parse_tags(tag)), as_json)
 
     run(action)
 

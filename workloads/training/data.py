@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from workloads.common.featurestore import FeatureStore, TableSnapshot
 from workloads.training.config import TrainConfig
@@ -25,6 +26,7 @@ class TrainingSet:
     feature_names: list[str] = field(default_factory=list)
     dropped_without_features: int = 0
     tables: dict[str, TableSnapshot] = field(default_factory=dict)  # each table as pinned for this set
+    inputs: pd.DataFrame | None = None  # the raw feature columns, as requests carry them (monitoring's reference)
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self.split == name
@@ -81,7 +83,10 @@ def build_training_set(store: FeatureStore, config: TrainConfig) -> TrainingSet:
             raise TrainingDataError(
                 f"the {part} split has a single class; there are too few rows ({len(y)}) for the split {config.split}"
             )
-    return TrainingSet(features, y, keys, split, instants, feature_names(config, pinned), dropped, pinned)
+    inputs = pd.DataFrame(
+        {c.name: joined[f"{t}__{c.name}"].to_numpy() for t in config.feature_tables for c in pinned[t].spec.columns}
+    )
+    return TrainingSet(features, y, keys, split, instants, feature_names(config, pinned), dropped, pinned, inputs)
 
 
 def feature_names(config: TrainConfig, pinned: dict[str, TableSnapshot]) -> list[str]:

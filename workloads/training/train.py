@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from workloads.common.bundle import CONFIG as BUNDLE_CONFIG
-from workloads.common.bundle import FeatureTable, ModelBundle
+from workloads.common.bundle import REFERENCE, FeatureTable, ModelBundle
 from workloads.common.featurestore import FeatureStore
 from workloads.common.settings import env
 from workloads.common.specs import FeatureSpec
@@ -102,7 +102,27 @@ def log_serving_inputs(config: TrainConfig, tables: dict[str, tuple[FeatureSpec,
         mlflow.log_artifacts(staging)
 
 
-def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None = None) -> TrainingReport:
+def log_reference(config: TrainConfig, data: TrainingSet, version: str, test_scores: np.ndarray) -> None:
+    """Monitoring's reference, from the training split's raw inputs and the test split's scores, in the bundle."""
+    import mlflow
+
+    from workloads.monitoring.drift import Reference
+
+    reference = Reference.of(
+        data.inputs[data.split == "train"],
+        [data.tables[t].spec for t in config.feature_tables],
+        test_scores,
+        model=config.model_name,
+        version=version,
+        instants=data.instants,
+    )
+    mlflow.log_text(reference.model_dump_json(), REFERENCE)
+
+
+def train(
+    store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None = None, tags: dict[str, str] | None = None
+) -> TrainingReport:
+    """Train, evaluate, export and register; ``tags`` go on the run beside its lineage (e.g. the alert that started it)."""
     import mlflow
 
     data = build_training_set(store, config)  # every data problem fails here, before a run exists
@@ -110,7 +130,7 @@ def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None 
     rows = {part: int((data.split == part).sum()) for part in ("train", "validation", "test")}
 
     with mlflow.start_run() as run:
-        mlflow.set_tags(lineage_tags(store, config, data, rows))
+        mlflow.set_tags({**(tags or {}), **lineage_tags(store, config, data, rows)})
         mlflow.log_params(_flat(config.model_dump(mode="json")))
         log_serving_inputs(
             config,
@@ -124,7 +144,8 @@ def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None 
             on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch),
         )
         x_test, y_test = data.part("test")
-        test = evaluate(y_test, predict(result.model, x_test))
+        test_scores = predict(result.model, x_test)
+        test = evaluate(y_test, test_scores)
         mlflow.log_metrics(
             {f"test_{k}": v for k, v in test.items()}
             | {"best_epoch": result.best_epoch, "train_samples_per_second": result.samples_per_second}
@@ -139,6 +160,7 @@ def train(store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None 
             )
         info = log_models(result, onnx_bytes, config, data)
         version = str(info.registered_model_version)
+        log_reference(config, data, version, test_scores)
         promoted, reason, champion_test = promote_if_better(config.model_name, version, x_test, y_test, test["roc_auc"])
         mlflow.set_tag("mlkit.promotion", reason)
         if champion_test:
