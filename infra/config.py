@@ -228,8 +228,152 @@ class Mlflow(Component):
     )
 
 
+# --- monitoring: alert thresholds -------------------------------------------------------
+
+# Prometheus's duration syntax, as the PrometheusRule CRD checks it (`for`, range windows).
+_DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+_DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+
+
+def _duration(value: str) -> str:
+    if not value or not _DURATION.match(value):
+        raise ValueError(
+            f"{value!r} is not a Prometheus duration: expected units in the order y, w, d, h, m, s, ms, "
+            "e.g. '30s', '5m', '1h30m' or '0'"
+        )
+    return value
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Prometheus duration ('1h30m' -> 5400)."""
+    return sum(int(n) * _DURATION_UNITS[unit] for n, unit in re.findall(r"(\d+)(ms|[ywdhms])", value))
+
+
+def _positive_duration(value: str) -> str:
+    if duration_seconds(_duration(value)) <= 0:
+        raise ValueError(f"{value!r} is an empty window: expected a duration above zero, e.g. '5m'")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+Window = Annotated[str, AfterValidator(_positive_duration)]
+
+
+def _for(default: str) -> Any:
+    """The ``for`` key of an alert (a Python keyword, hence the alias)."""
+    return Field(
+        default=default,
+        alias="for",
+        description="how long the condition must hold before the alert fires (a Prometheus duration)",
+        json_schema_extra={"pattern": _DURATION.pattern},
+    )
+
+
+# The serving latency histogram's largest finite bucket (workloads/serving/metrics.py, LATENCY): a
+# quantile that falls above it reads as this bound, so a p99 threshold at or above it could never fire.
+LATENCY_TOP_BUCKET_SECONDS = 10.0
+
+
+class AlertRule(ConfigModel):
+    """One alert of the platform's PrometheusRule; ``for``: how long its condition must hold before it fires."""
+
+    for_: Duration = _for("10m")
+
+
+class FeatureDriftAlert(AlertRule):
+    """The largest feature PSI of a model version (mlkit_drift_max_psi) above ``psi``."""
+
+    psi: float = Field(default=0.2, gt=0, le=5, description="0.1: a moderate shift, 0.25 and up: a large one")
+    for_: Duration = _for("30m")
+    retrain: bool = Field(default=True, description="label the alert mlkit_action=retrain (the retraining trigger)")
+
+
+class PredictionDriftAlert(AlertRule):
+    """The PSI of the model's score distribution against its test set's (mlkit_drift_prediction_psi) above ``psi``."""
+
+    psi: float = Field(default=0.2, gt=0, le=5)
+    for_: Duration = _for("30m")
+    retrain: bool = Field(default=False, description="label the alert mlkit_action=retrain")
+
+
+class RocAucAlert(AlertRule):
+    """ROC AUC over the window's feedback labels (mlkit_model_roc_auc) below ``floor``."""
+
+    floor: float = Field(default=0.7, ge=0.5, lt=1, description="0.5 is a coin toss")
+    for_: Duration = _for("30m")
+    retrain: bool = Field(default=True, description="label the alert mlkit_action=retrain")
+
+
+class DriftJobStaleAlert(AlertRule):
+    """The drift job's last run for a model version (mlkit_drift_last_run_timestamp_seconds) older than ``maxAge``."""
+
+    max_age: Window = Field(default="3h", description="a few times the drift job's schedule")
+
+
+class DriftNoDataAlert(AlertRule):
+    """The drift job found no usable served rows (mlkit_drift_no_data == 1): drift is unknown, not zero."""
+
+    for_: Duration = _for("2h")
+
+
+class LatencyAlert(AlertRule):
+    """p99 of the model server's time per request (mlkit_predict_inner_seconds) above ``seconds``."""
+
+    seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("seconds")
+    @classmethod
+    def _below_top_bucket(cls, value: float) -> float:
+        if value >= LATENCY_TOP_BUCKET_SECONDS:
+            raise ValueError(
+                f"{value:g} s is not below the latency histogram's largest bucket ({LATENCY_TOP_BUCKET_SECONDS:g} s): "
+                "a p99 above it reads as that bound, so the alert could never fire"
+            )
+        return value
+
+
+class ServerErrorsAlert(AlertRule):
+    """The share of a SeldonDeployment's requests answered 5xx (Seldon's executor) above ``ratio``."""
+
+    ratio: float = Field(default=0.05, gt=0, le=1)
+    for_: Duration = _for("5m")
+
+
+class RequestLogDropsAlert(AlertRule):
+    """More than ``count`` request-log records dropped (mlkit_request_log_dropped_total) within ``window``."""
+
+    count: int = Field(default=0, ge=0)
+    window: Window = "15m"
+    for_: Duration = _for("0s")
+
+
+class QuarantineAlert(AlertRule):
+    """The feature job's last batch quarantined more than ``ratio`` of the rows it read (mlkit_feature_job_rows)."""
+
+    ratio: float = Field(default=0.05, gt=0, le=1)
+    for_: Duration = _for("5m")
+
+
+class Alerts(ConfigModel):
+    """Thresholds and ``for`` durations of the platform's alert rules (infra/components/alerts.py)."""
+
+    feature_drift: FeatureDriftAlert = FeatureDriftAlert()
+    prediction_drift: PredictionDriftAlert = PredictionDriftAlert()
+    roc_auc: RocAucAlert = RocAucAlert()
+    drift_job_stale: DriftJobStaleAlert = DriftJobStaleAlert()
+    drift_no_data: DriftNoDataAlert = DriftNoDataAlert()
+    latency_p99: LatencyAlert = LatencyAlert()
+    server_errors: ServerErrorsAlert = ServerErrorsAlert()
+    request_log_drops: RequestLogDropsAlert = RequestLogDropsAlert()
+    quarantine: QuarantineAlert = QuarantineAlert()
+    rate_window: Window = Field(
+        default="5m", description="the range of rate() in the serving alerts: at least a few scrape intervals"
+    )
+
+
 class Monitoring(Component):
     version: str = versions.KUBE_PROMETHEUS_STACK
+    alerts: Alerts = Alerts()
 
 
 class Platform(ConfigModel):

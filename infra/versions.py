@@ -19,6 +19,7 @@ KUBE_PROMETHEUS_STACK = "79.5.0"
 KIT_IMAGE_TAG = "0.1.0"  # the kit release the images are built from
 MLFLOW_IMAGE = "mlkit-mlflow"  # workloads/mlflow/Dockerfile
 POSTGRES_IMAGE = "postgres:17.6"
+PUSHGATEWAY_IMAGE = "prom/pushgateway:v1.11.4"  # the batch jobs' metrics (infra/components/monitoring.py)
 
 # Where each chart comes from.
 CHART_REPOS = {

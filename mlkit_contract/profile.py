@@ -91,6 +91,8 @@ class TeamProfile(ProfileModel):
     gpu: Gpu
     pools: dict[str, Placement]
     mlflow: Mlflow
+    # The platform's Prometheus Pushgateway (in-cluster URL), where batch jobs push their metrics; None: monitoring is off.
+    pushgateway: str | None = None
 
     @model_validator(mode="after")
     def _paths_inside_root(self) -> TeamProfile:

@@ -1,20 +1,50 @@
-"""kube-prometheus-stack, set to pick up every ServiceMonitor, PodMonitor and PrometheusRule, with Seldon and Spark scraped."""
+"""kube-prometheus-stack, set to pick up every ServiceMonitor, PodMonitor and PrometheusRule, with Seldon and Spark
+scraped; a Pushgateway for the batch jobs; the platform's alert rules and Grafana dashboards; and Alertmanager
+taking routes (AlertmanagerConfig objects) from the team namespaces.
+
+Why a Pushgateway: the drift job and the feature job are service-level batch jobs. They run for minutes and
+exit, often between two scrapes, and what they report (a model version's drift, a batch's row counts) belongs
+to the model or the table, not to the pod that computed it. Prometheus recommends the Pushgateway for exactly
+that case (https://prometheus.io/docs/practices/pushing/): the job pushes its result once, under a grouping key,
+and Prometheus scrapes the last value until the next run replaces it.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pulumi_kubernetes as k8s
 
+from infra import versions
+from infra.components.alerts import rule_groups
 from infra.components.base import PART_OF, PlatformComponent
+from infra.components.mlflow import RESTRICTED
 from infra.config import Monitoring as MonitoringConfig
 from infra.target import ClusterTarget
 
 NAMESPACE = "monitoring"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+DASHBOARDS = Path(__file__).parent / "dashboards"  # one Grafana dashboard per JSON file
+PUSHGATEWAY = "pushgateway"
+PUSHGATEWAY_PORT = 9091
+PUSHGATEWAY_POD = {"app.kubernetes.io/name": PUSHGATEWAY}  # its pods' labels, which team egress policies name
+# How team pods reach it (the team profile's `pushgateway`).
+PUSHGATEWAY_URL = f"http://{PUSHGATEWAY}.{NAMESPACE}.svc.cluster.local:{PUSHGATEWAY_PORT}"
+ALERT_RULES = "mlkit-alerts"
+
+
+def dashboards() -> dict[str, str]:
+    """Dashboard file stem -> its JSON, as shipped in infra/components/dashboards/."""
+    return {path.stem: path.read_text() for path in sorted(DASHBOARDS.glob("*.json"))}
 
 
 class Monitoring(PlatformComponent):
     def __init__(self, name: str, target: ClusterTarget, config: MonitoringConfig, opts=None, sources=None):
         super().__init__("Monitoring", name, target, opts, sources)
+        # The label TeamWorkspace gives team namespaces (teams.py imports this module, hence here).
+        from infra.components.teams import TEAM_LABEL
+
         namespace = self.namespace(NAMESPACE)
         everything = {
             f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")
@@ -40,6 +70,21 @@ class Monitoring(PlatformComponent):
                         },
                     }
                 },
+                # Each team routes its own alerts (the drift-monitor chart's AlertmanagerConfig sends
+                # mlkit_action="retrain" to the team's retraining trigger). The chart's default namespace
+                # selector ({}) reads AlertmanagerConfigs from every namespace; here, team namespaces only.
+                # OnNamespace (the operator's default, stated because routing depends on it) adds
+                # `namespace="<team>"` to every route a team's AlertmanagerConfig declares: an alert reaches
+                # a team only if it carries that team's namespace label, so no team takes another's alerts.
+                "alertmanager": {
+                    "alertmanagerSpec": {
+                        "alertmanagerConfigSelector": {},
+                        "alertmanagerConfigNamespaceSelector": {
+                            "matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]
+                        },
+                        "alertmanagerConfigMatcherStrategy": {"type": "OnNamespace"},
+                    }
+                },
                 # The operator's webhook (failurePolicy: Fail on PrometheusRules) is served by its pod.
                 "prometheusOperator": {"admissionWebhooks": {"enabled": target.pods_run}},
                 "grafana": {
@@ -62,7 +107,31 @@ class Monitoring(PlatformComponent):
         self.spark = self._pod_monitor(
             "spark-drivers", {"spark-role": "driver"}, "spark-ui", "/metrics/executors/prometheus"
         )
-        self.register_outputs({})
+        self.pushgateway = self._pushgateway(namespace)
+        self.rules = k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata={"name": ALERT_RULES, "namespace": NAMESPACE, "labels": PART_OF},
+            spec=rule_groups(config.alerts),
+            opts=self.opts(self.stack),
+        )
+        self.dashboards = [
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{stem}",
+                metadata={
+                    "name": f"mlkit-dashboard-{stem}",
+                    "namespace": NAMESPACE,
+                    "labels": {**PART_OF, **DASHBOARD_LABEL},
+                },
+                # Compact: a ConfigMap holds at most 1 MiB.
+                data={f"{stem}.json": json.dumps(json.loads(text), separators=(",", ":"))},
+                opts=self.opts(namespace),
+            )
+            for stem, text in dashboards().items()
+        ]
+        self.pushgateway_url = PUSHGATEWAY_URL
+        self.register_outputs({"pushgatewayUrl": self.pushgateway_url})
 
     def _pod_monitor(self, name: str, labels: dict[str, str], port: str, path: str) -> k8s.apiextensions.CustomResource:
         """Scrape pods with these labels in any namespace."""
@@ -78,3 +147,82 @@ class Monitoring(PlatformComponent):
             },
             opts=self.opts(self.stack),
         )
+
+    def _pushgateway(self, namespace: k8s.core.v1.Namespace) -> k8s.apps.v1.Deployment:
+        """The Pushgateway, its Service, and a ServiceMonitor that keeps the labels the jobs pushed."""
+        labels = {**PART_OF, **PUSHGATEWAY_POD}
+        selector = PUSHGATEWAY_POD
+        deployment = k8s.apps.v1.Deployment(
+            f"{self.name}-pushgateway",
+            metadata={"name": PUSHGATEWAY, "namespace": NAMESPACE, "labels": labels},
+            spec={
+                # One replica: pushes would split between two, and each would serve half the groups.
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"match_labels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        # The image's own user, nobody.
+                        "security_context": {"run_as_non_root": True, "run_as_user": 65534, "fs_group": 65534},
+                        "automount_service_account_token": False,
+                        "containers": [
+                            {
+                                "name": PUSHGATEWAY,
+                                "image": versions.PUSHGATEWAY_IMAGE,
+                                # Pushed groups survive a container restart (not a new pod: the
+                                # next run of each job pushes again).
+                                "args": [
+                                    f"--web.listen-address=:{PUSHGATEWAY_PORT}",
+                                    "--persistence.file=/data/pushgateway.metrics",
+                                    "--persistence.interval=1m",
+                                ],
+                                "ports": [{"name": "http", "container_port": PUSHGATEWAY_PORT}],
+                                "readiness_probe": {
+                                    "http_get": {"path": "/-/ready", "port": "http"},
+                                    "period_seconds": 10,
+                                },
+                                "liveness_probe": {
+                                    "http_get": {"path": "/-/healthy", "port": "http"},
+                                    "initial_delay_seconds": 10,
+                                    "period_seconds": 20,
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                                },
+                                "security_context": {**RESTRICTED, "read_only_root_filesystem": True},
+                                "volume_mounts": [{"name": "data", "mount_path": "/data"}],
+                            }
+                        ],
+                        "volumes": [{"name": "data", "empty_dir": {"size_limit": "256Mi"}}],
+                    },
+                },
+            },
+            opts=self.opts(namespace),
+        )
+        k8s.core.v1.Service(
+            f"{self.name}-pushgateway",
+            metadata={"name": PUSHGATEWAY, "namespace": NAMESPACE, "labels": labels},
+            spec={
+                "selector": selector,
+                "ports": [{"name": "http", "port": PUSHGATEWAY_PORT, "target_port": "http"}],
+            },
+            opts=self.opts(namespace),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{self.name}-pushgateway-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": PUSHGATEWAY, "namespace": NAMESPACE, "labels": PART_OF},
+            spec={
+                "namespaceSelector": {"matchNames": [NAMESPACE]},
+                "selector": {"matchLabels": selector},
+                # Without honorLabels the scrape's own labels (namespace="monitoring", job="pushgateway")
+                # would take the place of what the jobs pushed (kept only as exported_namespace, ...), and
+                # every drift alert would name the monitoring namespace instead of the model's team.
+                "endpoints": [{"port": "http", "honorLabels": True, "interval": "30s"}],
+            },
+            opts=self.opts(self.stack),
+        )
+        return deployment

@@ -43,8 +43,11 @@ def build_platform(name: str, config, target: ClusterTarget) -> dict[str, object
     platform = config.platform
     sources = Sources(config.charts)
     mlflow_uri = mlflow.URL if platform.mlflow.enabled else None
+    pushgateway = monitoring.PUSHGATEWAY_URL if platform.monitoring.enabled else None
     workspaces = {
-        team.name: TeamWorkspace(f"{name}-team-{team.name}", target, team, mlflow_uri=mlflow_uri)
+        team.name: TeamWorkspace(
+            f"{name}-team-{team.name}", target, team, mlflow_uri=mlflow_uri, pushgateway=pushgateway
+        )
         for team in config.teams
     }
     if config.teams:

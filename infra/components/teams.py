@@ -49,7 +49,8 @@ class TeamAccess(pulumi.ComponentResource):
                 {"api_groups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["*"]},
                 {
                     "api_groups": ["monitoring.coreos.com"],
-                    "resources": ["servicemonitors", "podmonitors", "prometheusrules"],
+                    # alertmanagerconfigs: a team routes its own alerts (charts/drift-monitor).
+                    "resources": ["servicemonitors", "podmonitors", "prometheusrules", "alertmanagerconfigs"],
                     "verbs": ["*"],
                 },
             ],
@@ -59,10 +60,20 @@ class TeamAccess(pulumi.ComponentResource):
 
 
 class TeamWorkspace(PlatformComponent):
-    """``mlflow_uri``: the tracking server's in-cluster URI, None where MLflow is off; it goes into the profile."""
+    """``mlflow_uri``, ``pushgateway``: the tracking server's and the Pushgateway's in-cluster URLs, None where
+    MLflow or monitoring is off; both go into the profile."""
 
-    def __init__(self, name: str, target: ClusterTarget, team: Team, mlflow_uri: str | None = None, opts=None):
+    def __init__(
+        self,
+        name: str,
+        target: ClusterTarget,
+        team: Team,
+        mlflow_uri: str | None = None,
+        pushgateway: str | None = None,
+        opts=None,
+    ):
         super().__init__("TeamWorkspace", name, target, opts)
+        self.pushgateway = pushgateway
         ns = team.name
         self.namespace_resource = self.namespace(ns, {TEAM_LABEL: ns})
         after_ns = self.namespace_resource
@@ -191,6 +202,7 @@ class TeamWorkspace(PlatformComponent):
                     for pool, p in sorted(target.placements().items())
                 },
                 "mlflow": {"trackingUri": mlflow_uri, "credentialsSecret": CREDENTIALS_SECRET},
+                "pushgateway": self.pushgateway,
             }
             return TeamProfile.model_validate(profile).to_json()
 
@@ -243,10 +255,15 @@ class TeamWorkspace(PlatformComponent):
                 ],
             },
         )
-        policy(
-            "platform-services",
-            {"pod_selector": {}, "policy_types": ["Egress"], "egress": [{"to": [namespaces(*PLATFORM_NAMESPACES)]}]},
-        )
+        platform: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = [{"to": [namespaces(*PLATFORM_NAMESPACES)]}]
+        if self.pushgateway:
+            # The batch jobs push their metrics; the rest of the monitoring namespace stays closed.
+            pushgateway: k8s.networking.v1.NetworkPolicyPeerArgsDict = {
+                **namespaces(monitoring.NAMESPACE),
+                "pod_selector": {"match_labels": monitoring.PUSHGATEWAY_POD},
+            }
+            platform.append({"to": [pushgateway], "ports": [{"protocol": "TCP", "port": monitoring.PUSHGATEWAY_PORT}]})
+        policy("platform-services", {"pod_selector": {}, "policy_types": ["Egress"], "egress": platform})
         # The Kubernetes API (Spark drivers start executors) and the cloud object store are outside the pod network.
         policy(
             "https-out",
