@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(INFRA):$(PATH)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 PYTEST_ARGS ?=
 
-.PHONY: help setup cluster-tools cluster cluster-down images test test-slow lint fmt demo bench lock validate doctor preview up destroy
+.PHONY: help setup cluster-tools cluster cluster-down images pipeline test test-slow lint fmt demo bench lock validate doctor preview up destroy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,14 @@ cluster-down: ## stop the live control plane started by `make cluster` and delet
 images: ## build the kit's images with Docker and push them to REGISTRY (KIND_CLUSTER=name loads them into kind instead)
 	@[ -n "$(REGISTRY)" ] || { echo "make images: set REGISTRY, the registry in your stack's mlkit:images (e.g. REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlkit)" >&2; exit 2; }
 	@$(INFRA)/python scripts/images.py --registry "$(REGISTRY)" $(if $(KIND_CLUSTER),--kind-cluster "$(KIND_CLUSTER)") $(if $(DRY_RUN),--dry-run)
+
+# The training pipeline's KFP YAML (docs/pipeline.md): a build output, like the images it names, since it is
+# compiled for one registry; the tag is the kit's (infra/versions.py), the registry the one `make images` pushed to.
+PIPELINE_YAML := build/pipeline/training.yaml
+pipeline: setup ## compile the training pipeline to build/pipeline/training.yaml, its images in REGISTRY (default the charts' ghcr.io/example)
+	.venv/workloads/bin/python -m workloads.pipeline compile --output $(PIPELINE_YAML) \
+	  --registry "$(or $(REGISTRY),ghcr.io/example)" \
+	  --tag "$$(.venv/workloads/bin/python -c 'from infra.versions import KIT_IMAGE_TAG; print(KIT_IMAGE_TAG)')"
 
 # Seldon's microservice binds 0.0.0.0: its tests run in a private network namespace (loopback only).
 CONFINED := scripts/confined
@@ -68,7 +76,7 @@ demo: setup ## run the ML loop on this machine, on its embedded defaults
 	.venv/workloads/bin/python -m mlkit_dev.demo
 
 # environment:benchmark pairs (benchmarks/bench_<name>.py); serving runs confined, like its tests
-BENCHMARKS := infra:config infra:platform workloads:featurestore workloads:training
+BENCHMARKS := infra:config infra:platform workloads:featurestore workloads:training workloads:drift
 
 bench: setup cluster-tools ## measure and write benchmarks/results/*.json (a few minutes)
 	@for pair in $(BENCHMARKS); do .venv/$${pair%%:*}/bin/python benchmarks/run.py $${pair#*:} || exit 1; done
