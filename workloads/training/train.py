@@ -122,49 +122,26 @@ def log_reference(config: TrainConfig, data: TrainingSet, version: str, test_sco
 def train(
     store: FeatureStore, config: TrainConfig, *, tracking_uri: str | None = None, tags: dict[str, str] | None = None
 ) -> TrainingReport:
-    """Train, evaluate, export and register; ``tags`` go on the run beside its lineage (e.g. the alert that started it)."""
+    """Train, evaluate, export and register; ``tags`` go on the run beside its lineage (e.g. the alert that started it).
+
+    The steps are the functions below, which the training pipeline (workloads/pipeline) runs one per task."""
     import mlflow
 
     data = build_training_set(store, config)  # every data problem fails here, before a run exists
     use_experiment(config.model_name, tracking_uri)
-    rows = {part: int((data.split == part).sum()) for part in ("train", "validation", "test")}
+    rows = split_rows(data)
 
     with mlflow.start_run() as run:
-        mlflow.set_tags({**(tags or {}), **lineage_tags(store, config, data, rows)})
-        mlflow.log_params(_flat(config.model_dump(mode="json")))
-        log_serving_inputs(
-            config,
-            {table: (data.tables[table].spec, data.tables[table].transform) for table in config.feature_tables},
-        )
-
-        result = fit(
-            config,
-            data.part("train"),
-            data.part("validation"),
-            on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch),
-        )
+        start_record(store.root, config, data, tags)
+        result = fit(config, data.part("train"), data.part("validation"), on_epoch=log_epoch)
         x_test, y_test = data.part("test")
-        test_scores = predict(result.model, x_test)
-        test = evaluate(y_test, test_scores)
-        mlflow.log_metrics(
-            {f"test_{k}": v for k, v in test.items()}
-            | {"best_epoch": result.best_epoch, "train_samples_per_second": result.samples_per_second}
-        )
-
-        onnx_bytes = export_onnx(result.model, data.features.shape[1])
-        parity = onnx_parity(onnx_bytes, result.model, x_test)
-        mlflow.log_metric("onnx_max_abs_diff", parity)
-        if parity > PARITY_TOLERANCE:
-            raise ExportError(
-                f"the ONNX export differs from the PyTorch model by {parity:.2e} (> {PARITY_TOLERANCE:g})"
-            )
-        info = log_models(result, onnx_bytes, config, data)
-        version = str(info.registered_model_version)
-        log_reference(config, data, version, test_scores)
-        promoted, reason, champion_test = promote_if_better(config.model_name, version, x_test, y_test, test["roc_auc"])
-        mlflow.set_tag("mlkit.promotion", reason)
-        if champion_test:
-            mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_test.items()})
+        evaluation = evaluate_model(result.model, export_onnx(result.model, data.features.shape[1]), x_test, y_test)
+        log_evaluation(evaluation, result)
+        check_parity(evaluation.parity)
+        version = register_model(result, evaluation, config, data)
+        challenge = challenge_champion(config.model_name, x_test, y_test, evaluation.test["roc_auc"])
+        promoted, reason = promote(config.model_name, version, challenge)
+        log_decision(reason, challenge.champion_test)
 
     return TrainingReport(
         run.info.run_id,
@@ -172,19 +149,99 @@ def train(
         version,
         promoted,
         reason,
-        test,
+        evaluation.test,
         data.instants,
         rows,
         result.device,
         result.best_epoch,
         round(result.samples_per_second),
-        champion_test,
+        challenge.champion_test,
     )
 
 
-def lineage_tags(store: FeatureStore, config: TrainConfig, data: TrainingSet, rows: dict[str, int]) -> dict[str, str]:
+# --- the steps of a run, shared by train() and the pipeline's tasks -----------------------------------
+
+
+@dataclass
+class Evaluation:
+    """The model on the test split: its metrics and scores, and how far its ONNX export is from it."""
+
+    test: dict[str, float]
+    scores: np.ndarray
+    onnx: bytes
+    parity: float
+
+
+@dataclass
+class Challenge:
+    """The gate's decision against the champion of the moment, before any alias moves."""
+
+    promote: bool
+    reason: str
+    champion_version: str | None = None  # None: there was no champion
+    champion_test: dict[str, float] = field(default_factory=dict)
+
+
+def split_rows(data: TrainingSet) -> dict[str, int]:
+    return {part: int((data.split == part).sum()) for part in ("train", "validation", "test")}
+
+
+def start_record(feature_store: str, config: TrainConfig, data: TrainingSet, tags: dict[str, str] | None) -> None:
+    """Into the active run: the caller's tags and the lineage, the config as params, what serving needs."""
+    import mlflow
+
+    mlflow.set_tags({**(tags or {}), **lineage_tags(feature_store, config, data, split_rows(data))})
+    mlflow.log_params(_flat(config.model_dump(mode="json")))
+    log_serving_inputs(
+        config, {table: (data.tables[table].spec, data.tables[table].transform) for table in config.feature_tables}
+    )
+
+
+def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=epoch)
+
+
+def evaluate_model(model, onnx_bytes: bytes, x_test: np.ndarray, y_test: np.ndarray) -> Evaluation:
+    scores = predict(model, x_test)
+    return Evaluation(evaluate(y_test, scores), scores, onnx_bytes, onnx_parity(onnx_bytes, model, x_test))
+
+
+def log_evaluation(evaluation: Evaluation, result: FitResult) -> None:
+    import mlflow
+
+    mlflow.log_metrics(
+        {f"test_{k}": v for k, v in evaluation.test.items()}
+        | {"best_epoch": result.best_epoch, "train_samples_per_second": result.samples_per_second}
+    )
+    mlflow.log_metric("onnx_max_abs_diff", evaluation.parity)
+
+
+def check_parity(parity: float) -> None:
+    if parity > PARITY_TOLERANCE:
+        raise ExportError(f"the ONNX export differs from the PyTorch model by {parity:.2e} (> {PARITY_TOLERANCE:g})")
+
+
+def register_model(result: FitResult, evaluation: Evaluation, config: TrainConfig, data: TrainingSet) -> str:
+    """Log both models and monitoring's reference into the active run; the ONNX one becomes a new version."""
+    info = log_models(result, evaluation.onnx, config, data)
+    version = str(info.registered_model_version)
+    log_reference(config, data, version, evaluation.scores)
+    return version
+
+
+def log_decision(reason: str, champion_test: dict[str, float]) -> None:
+    import mlflow
+
+    mlflow.set_tag("mlkit.promotion", reason)
+    if champion_test:
+        mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_test.items()})
+
+
+def lineage_tags(feature_store: str, config: TrainConfig, data: TrainingSet, rows: dict[str, int]) -> dict[str, str]:
     return {
-        "mlkit.feature_store": store.root,
+        "mlkit.feature_store": feature_store,
         "mlkit.feature_tables": json.dumps(config.feature_tables),
         "mlkit.label_table": config.label_table,
         "mlkit.instants": json.dumps(data.instants, sort_keys=True),
@@ -272,41 +329,68 @@ def promote_if_better(
     name: str, version: str, x_test: np.ndarray, y_test: np.ndarray, new_auc: float
 ) -> tuple[bool, str, dict[str, float]]:
     """Give the new version the champion alias only if it beats the champion on this same test set."""
+    challenge = challenge_champion(name, x_test, y_test, new_auc)
+    promoted, reason = promote(name, version, challenge)
+    return promoted, reason, challenge.champion_test
+
+
+def current_champion(name: str):
+    """The version holding the champion alias, or None."""
     import mlflow
-    import onnxruntime
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
     try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
+        return mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        current = None
+        return None
+
+
+def challenge_champion(name: str, x_test: np.ndarray, y_test: np.ndarray, new_auc: float) -> Challenge:
+    """Whether a model of test ROC AUC ``new_auc`` beats the champion, whose ONNX model is scored on this test set."""
+    import mlflow
+    import onnxruntime
+
+    current = current_champion(name)
     if current is None:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        return True, "promoted: there was no champion", {}
+        return Challenge(True, "promoted: there was no champion")
     champion = onnxruntime.InferenceSession(
-        mlflow.onnx.load_model(f"models:/{name}@{CHAMPION}").SerializeToString(), providers=["CPUExecutionProvider"]
+        mlflow.onnx.load_model(f"models:/{name}/{current.version}").SerializeToString(),
+        providers=["CPUExecutionProvider"],
     )
     expected = champion.get_inputs()[0].shape[1]
     if expected != x_test.shape[1]:
-        return (
+        return Challenge(
             False,
             f"not promoted: champion v{current.version} takes {expected} features, this model {x_test.shape[1]}; compare and promote by hand",
-            {},
+            str(current.version),
         )
     champion_test = evaluate(y_test, champion.run(None, {"features": x_test})[0].squeeze(1))
     if new_auc > champion_test["roc_auc"]:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        return (
-            True,
-            f"promoted: test ROC AUC {new_auc:.4f} beats champion v{current.version} at {champion_test['roc_auc']:.4f}",
-            champion_test,
+        reason = (
+            f"promoted: test ROC AUC {new_auc:.4f} beats champion v{current.version} at {champion_test['roc_auc']:.4f}"
         )
-    return (
-        False,
-        f"not promoted: test ROC AUC {new_auc:.4f} does not beat champion v{current.version} at {champion_test['roc_auc']:.4f}",
-        champion_test,
-    )
+        return Challenge(True, reason, str(current.version), champion_test)
+    reason = f"not promoted: test ROC AUC {new_auc:.4f} does not beat champion v{current.version} at {champion_test['roc_auc']:.4f}"
+    return Challenge(False, reason, str(current.version), champion_test)
+
+
+def promote(name: str, version: str, challenge: Challenge) -> tuple[bool, str]:
+    """Move the champion alias to ``version`` if the challenge says so and the champion is still the one it beat."""
+    import mlflow
+
+    if not challenge.promote:
+        return False, challenge.reason
+    current = current_champion(name)
+    now = str(current.version) if current else None
+    if now != challenge.champion_version:
+        # Another run moved the alias after this one was compared: its verdict is about a champion that is gone.
+        was = f"v{challenge.champion_version}" if challenge.champion_version else "no champion"
+        return (
+            False,
+            f"not promoted: the champion is v{now} now, not {was} as when this model was evaluated; evaluate it again",
+        )
+    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+    return True, challenge.reason
 
 
 def config_from_run(run_id: str, tracking_uri: str | None = None) -> tuple[TrainConfig, str]:
