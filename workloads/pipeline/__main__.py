@@ -83,9 +83,9 @@ def compile_(
 def run_local(
     store: Annotated[str, typer.Option("--store", help="root of the feature store")],
     tracking_uri: Annotated[str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow")] = "",
-    pipeline_root: Annotated[
-        Path, typer.Option("--pipeline-root", help="where the tasks' artifacts go")
-    ] = Path("data/pipeline"),
+    pipeline_root: Annotated[Path, typer.Option("--pipeline-root", help="where the tasks' artifacts go")] = Path(
+        "data/pipeline"
+    ),
     config: ConfigOpt = None,
     param: ParamOpt = None,
 ) -> None:
