@@ -28,7 +28,10 @@ DEV = "mlkit_dev"
 FIRST_PARTY = (*SHIPPED, DEV)
 # Shipped modules run by hand rather than imported by an entry point below. A command users run belongs
 # here; anything only tests, benchmarks or the demo use belongs in mlkit_dev.
-COMMANDS: tuple[str, ...] = ("workloads.monitoring",)  # the drift job on this machine (the chart runs it in a cluster)
+COMMANDS: tuple[str, ...] = (
+    "workloads.monitoring",  # the drift job on this machine (the chart runs it in a cluster)
+    "workloads.pipeline",  # KFP's executor runs its steps inside the training image; users compile and run it
+)
 
 
 def build_plan():
