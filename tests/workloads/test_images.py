@@ -131,7 +131,7 @@ def agreements() -> list[tuple[Pin, Pin]]:
     # Seldon Core: the wrapper in the serving image is the operator's release.
     rows.append((from_lock("serving", "seldon-core"), from_versions("SELDON_CORE")))
     # The kit's own images: one tag, the kit release, wherever an image of the kit is named.
-    for chart in ("feature-job", "model-serving"):
+    for chart in ("feature-job", "model-serving", "drift-monitor"):
         tag = values(chart).get("image", {}).get("tag")
         rows.append((Pin(f"charts/{chart}/values.yaml", "image.tag", tag), from_versions("KIT_IMAGE_TAG")))
         app = yaml.safe_load((REPO / "charts" / chart / "Chart.yaml").read_text()).get("appVersion")
@@ -209,7 +209,7 @@ def test_the_platform_and_the_charts_name_images_make_images_builds():
     built = {ref.removeprefix(f"{REGISTRY}/") for ref, _, _ in (build_parts(c) for c in make_images())}
     platform = Images(registry=REGISTRY).image(versions.MLFLOW_IMAGE).removeprefix(f"{REGISTRY}/")
     assert platform in built, f"the platform runs {platform} (infra/config.py Images.image), make images builds {built}"
-    for chart in ("feature-job", "model-serving"):
+    for chart in ("feature-job", "model-serving", "drift-monitor"):
         image = values(chart)["image"]
         named = f"{image['repository'].rpartition('/')[2]}:{image['tag']}"
         assert named in built, f"charts/{chart}/values.yaml: image names {named}, make images builds {sorted(built)}"
