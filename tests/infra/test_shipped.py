@@ -30,6 +30,7 @@ FIRST_PARTY = (*SHIPPED, DEV)
 # here; anything only tests, benchmarks or the demo use belongs in mlkit_dev.
 COMMANDS: tuple[str, ...] = (
     "workloads.monitoring",  # the drift job on this machine (the chart runs it in a cluster)
+    "workloads.monitoring.trigger",  # the retraining trigger (charts/drift-monitor runs it with python -m)
     "workloads.pipeline",  # KFP's executor runs its steps inside the training image; users compile and run it
 )
 
