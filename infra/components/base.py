@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -10,6 +12,30 @@ from infra.sources import Sources
 from infra.target import Access, ClusterTarget
 
 PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
+# What Pod Security's "restricted" level asks of every container the kit writes itself.
+RESTRICTED: k8s.core.v1.SecurityContextArgsDict = {
+    "run_as_non_root": True,
+    "allow_privilege_escalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccomp_profile": {"type": "RuntimeDefault"},
+}
+
+
+class HttpProbes(TypedDict):
+    readiness_probe: k8s.core.v1.ProbeArgsDict
+    liveness_probe: k8s.core.v1.ProbeArgsDict
+
+
+def http_probes(ready: str, live: str, *, live_delay_s: int) -> HttpProbes:
+    """Readiness and liveness probes over the container's `http` port."""
+    return {
+        "readiness_probe": {"http_get": {"path": ready, "port": "http"}, "period_seconds": 10},
+        "liveness_probe": {
+            "http_get": {"path": live, "port": "http"},
+            "initial_delay_seconds": live_delay_s,
+            "period_seconds": 20,
+        },
+    }
 
 
 class PlatformComponent(pulumi.ComponentResource):

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import versions
-from infra.components.base import PART_OF, PlatformComponent, bound_service_account
+from infra.components.base import PART_OF, RESTRICTED, PlatformComponent, bound_service_account, http_probes
 from infra.config import Mlflow as MlflowConfig
 from infra.target import ClusterTarget
 from mlkit_contract import CREDENTIALS_SECRET
@@ -41,12 +41,6 @@ ALLOWED_HOSTS = (
 # The teams' MLflow passwords are HMACs of the database credential: a short one could be guessed offline
 # by anyone holding one team's password.
 MIN_DATABASE_PASSWORD = 16
-RESTRICTED: k8s.core.v1.SecurityContextArgsDict = {
-    "run_as_non_root": True,
-    "allow_privilege_escalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccomp_profile": {"type": "RuntimeDefault"},
-}
 
 
 class Mlflow(PlatformComponent):
@@ -142,15 +136,7 @@ class Mlflow(PlatformComponent):
                                 "env_from": [{"secret_ref": {"name": "mlflow-object-store"}}]
                                 if binding.credentials
                                 else [],
-                                "readiness_probe": {
-                                    "http_get": {"path": "/health", "port": "http"},
-                                    "period_seconds": 10,
-                                },
-                                "liveness_probe": {
-                                    "http_get": {"path": "/health", "port": "http"},
-                                    "initial_delay_seconds": 30,
-                                    "period_seconds": 20,
-                                },
+                                **http_probes("/health", "/health", live_delay_s=30),
                                 "resources": {
                                     "requests": {"cpu": "250m", "memory": "512Mi"},
                                     "limits": {"memory": "2Gi"},

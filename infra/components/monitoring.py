@@ -18,8 +18,7 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.components.alerts import rule_groups
-from infra.components.base import PART_OF, PlatformComponent
-from infra.components.mlflow import RESTRICTED
+from infra.components.base import PART_OF, RESTRICTED, PlatformComponent, http_probes
 from infra.config import Monitoring as MonitoringConfig
 from infra.target import ClusterTarget
 
@@ -178,15 +177,7 @@ class Monitoring(PlatformComponent):
                                     "--persistence.interval=1m",
                                 ],
                                 "ports": [{"name": "http", "container_port": PUSHGATEWAY_PORT}],
-                                "readiness_probe": {
-                                    "http_get": {"path": "/-/ready", "port": "http"},
-                                    "period_seconds": 10,
-                                },
-                                "liveness_probe": {
-                                    "http_get": {"path": "/-/healthy", "port": "http"},
-                                    "initial_delay_seconds": 10,
-                                    "period_seconds": 20,
-                                },
+                                **http_probes("/-/ready", "/-/healthy", live_delay_s=10),
                                 "resources": {
                                     "requests": {"cpu": "50m", "memory": "64Mi"},
                                     "limits": {"cpu": "500m", "memory": "256Mi"},
