@@ -171,6 +171,11 @@ def main() -> None:
     # MLflow's table setup and its note that uv environments carry no pip are noise here.
     # (MLflow resets its logger level on import, so the environment variable is what sticks.)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    if not TELCO.is_file():
+        raise SystemExit(
+            f"make demo: the Telco data set is not at {TELCO}. Check out the shared folder beside this repository "
+            "(../shared, with data/telco-customer-churn.csv)."
+        )
     data = Path(os.environ.get("MLKIT_DATA_DIR", REPO / "data")) / "demo"
     data.mkdir(parents=True, exist_ok=True)
     store = feature_store_stage(data)
