@@ -107,6 +107,27 @@ def test_unseen_categories_are_pooled_and_count_as_drift(reference):
     assert contract.psi > 1 and contract.pvalue < 1e-10
 
 
+def test_the_category_test_is_two_sample_chi_squared_with_unseen_values_pooled(reference):
+    rng = np.random.default_rng(7)
+    served = frame(3_000, rng)
+    served.loc[:2, "Contract"] = "Three year"  # three requests with a category training never saw
+    contract = by_feature(compare(reference, served, rng.beta(2, 5, 3_000)))["Contract"]
+    shares = reference.features["Contract"].shares
+    reference_counts = [shares[c] * reference.rows for c in CONTRACTS] + [0]
+    window_counts = [(served["Contract"] == c).sum() for c in CONTRACTS] + [3]
+    expected = stats.chi2_contingency([reference_counts, window_counts], correction=False).pvalue
+    assert contract.pvalue == pytest.approx(expected)
+    assert contract.psi < 0.05  # a handful of strays is not a drifted mix
+
+
+def test_a_category_only_one_sample_holds_is_dropped_and_one_category_left_is_no_evidence():
+    from workloads.monitoring.drift import contingency_pvalue
+
+    assert contingency_pvalue(np.array([100.0, 0.0]), np.array([40, 0])) == 1.0
+    with_empty = contingency_pvalue(np.array([60.0, 40.0, 0.0]), np.array([30, 20, 0]))
+    assert with_empty == pytest.approx(stats.chi2_contingency([[60, 40], [30, 20]], correction=False).pvalue)
+
+
 def test_missing_values_are_a_missing_rate_change_not_a_rejection(reference):
     rng = np.random.default_rng(5)
     report = compare(reference, frame(4_000, rng, missing=0.3), rng.beta(2, 5, 4_000))

@@ -6,7 +6,8 @@ the request log's window. Per feature:
 
     numeric       PSI over the reference's decile bins, Kolmogorov-Smirnov p-value and Wasserstein distance
                   (in reference standard deviations) against a fixed reference sample, missing-rate change
-    categorical   PSI and chi-squared p-value over the reference's categories (unseen ones pooled), missing-rate change
+    categorical   PSI over the reference's categories (unseen ones pooled), the p-value of a two-sample chi-squared
+                  test (reference counts against the window's), missing-rate change
 
 and the score distribution (PSI against the test split's predictions), plus ROC AUC over the window's feedback.
 Vectorised numpy/scipy: one pass per column, no per-row Python.
@@ -188,7 +189,22 @@ def numeric_drift(name: str, reference: NumericReference, values: np.ndarray) ->
     )
 
 
-def categorical_drift(name: str, reference: CategoricalReference, values: pd.Series) -> FeatureDrift:
+def contingency_pvalue(reference_counts: np.ndarray, counts: np.ndarray) -> float:
+    """Two-sample chi-squared test of homogeneity: are the reference and the window drawn from one category mix?
+
+    Both samples are finite, so neither is taken as the truth (a goodness-of-fit test against the reference's
+    shares would call a handful of unseen values certain drift). Categories neither sample holds are dropped;
+    with one category left there is nothing to test."""
+    table = np.vstack([reference_counts, counts])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
+
+
+def categorical_drift(
+    name: str, reference: CategoricalReference, values: pd.Series, reference_rows: int
+) -> FeatureDrift:
     categories = [*reference.shares, OTHER]
     missing = values.isna().to_numpy()
     codes = pd.Categorical(values[~missing].astype(str), categories=categories[:-1]).codes
@@ -196,9 +212,7 @@ def categorical_drift(name: str, reference: CategoricalReference, values: pd.Ser
     present = int(counts.sum())
     expected = np.asarray([*reference.shares.values(), 0.0])
     if present:
-        # chi-squared needs a non-zero expectation everywhere: unseen categories get the PSI floor.
-        floor = np.maximum(expected, EPSILON)
-        pvalue = float(stats.chisquare(counts, floor / floor.sum() * present).pvalue)
+        pvalue = contingency_pvalue(expected * reference_rows * (1 - reference.missing_rate), counts)
         drift = psi(expected, counts / present)
     else:
         pvalue, drift = math.nan, math.nan
@@ -235,7 +249,7 @@ def compare(
         if isinstance(ref, NumericReference):
             features.append(numeric_drift(name, ref, floats(inputs[name])))
         else:
-            features.append(categorical_drift(name, ref, inputs[name]))
+            features.append(categorical_drift(name, ref, inputs[name], reference.rows))
     prediction = numeric_drift("prediction", reference.prediction, np.asarray(scores, float))
     return DriftReport(
         reference.model,
