@@ -280,7 +280,17 @@ class AlertRule(ConfigModel):
     for_: Duration = _for("10m")
 
 
-class FeatureDriftAlert(AlertRule):
+class PushedAlert(AlertRule):
+    """An alert on a series the drift job pushes: a missed scrape of the Pushgateway must not resolve it, or the
+    retraining trigger would see it fire again as a new episode and start a second run."""
+
+    keep_firing_for: Duration = Field(
+        default="10m",
+        description="how long it stays firing once its condition stops holding (a Prometheus duration; 0s: off)",
+    )
+
+
+class FeatureDriftAlert(PushedAlert):
     """The largest feature PSI of a model version (mlkit_drift_max_psi) above ``psi``."""
 
     psi: float = Field(default=0.2, gt=0, le=5, description="0.1: a moderate shift, 0.25 and up: a large one")
@@ -288,7 +298,7 @@ class FeatureDriftAlert(AlertRule):
     retrain: bool = Field(default=True, description="label the alert mlkit_action=retrain (the retraining trigger)")
 
 
-class PredictionDriftAlert(AlertRule):
+class PredictionDriftAlert(PushedAlert):
     """The PSI of the model's score distribution against its test set's (mlkit_drift_prediction_psi) above ``psi``."""
 
     psi: float = Field(default=0.2, gt=0, le=5)
@@ -296,7 +306,7 @@ class PredictionDriftAlert(AlertRule):
     retrain: bool = Field(default=False, description="label the alert mlkit_action=retrain")
 
 
-class RocAucAlert(AlertRule):
+class RocAucAlert(PushedAlert):
     """ROC AUC over the window's feedback labels (mlkit_model_roc_auc) below ``floor``."""
 
     floor: float = Field(default=0.7, ge=0.5, lt=1, description="0.5 is a coin toss")

@@ -40,11 +40,20 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str, **labels: str) -> dict:
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": for_,
+def _alert(
+    name: str,
+    expr: str,
+    for_: str,
+    severity: str,
+    summary: str,
+    description: str,
+    keep_firing_for: str = "0s",
+    **labels: str,
+) -> dict:
+    rule = {"alert": name, "expr": expr, "for": for_}
+    if duration_seconds(keep_firing_for):
+        rule["keep_firing_for"] = keep_firing_for
+    return rule | {
         "labels": {"severity": severity, **labels},
         "annotations": {"summary": summary, "description": description},
     }
@@ -74,6 +83,7 @@ def drift_rules(alerts: Alerts) -> list[dict]:
             f"Feature drift on {MODEL}",
             f'The largest feature PSI is {{{{ printf "%.3f" $value }}}} (threshold {psi}, for {feature.for_}). '
             f"Features above the threshold: {drifted}",
+            feature.keep_firing_for,
             **_retrain(feature.retrain),
         ),
         _alert(
@@ -84,6 +94,7 @@ def drift_rules(alerts: Alerts) -> list[dict]:
             f"Prediction drift on {MODEL}",
             f'The PSI of the served scores against the test set\'s is {{{{ printf "%.3f" $value }}}} '
             f"(threshold {_number(prediction.psi)}, for {prediction.for_}).",
+            prediction.keep_firing_for,
             **_retrain(prediction.retrain),
         ),
         _alert(
@@ -94,6 +105,7 @@ def drift_rules(alerts: Alerts) -> list[dict]:
             f"ROC AUC below {_number(auc.floor)} for {MODEL}",
             f'ROC AUC over the window\'s feedback labels is {{{{ printf "%.3f" $value }}}} '
             f"(floor {_number(auc.floor)}, for {auc.for_}).",
+            auc.keep_firing_for,
             **_retrain(auc.retrain),
         ),
         _alert(

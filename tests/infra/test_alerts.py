@@ -96,6 +96,16 @@ CASES: dict[str, list[dict]] = {
             [drift("mlkit_drift_max_psi", "0.15x120"), drift("mlkit_drift_feature_psi", "0.15x120", feature="tenure")],
             silent("2h", "MlkitFeatureDrift"),
         ),
+        # A missed scrape (a stale marker) does not resolve it: keep_firing_for holds it, so the retraining
+        # trigger sees one episode, not a second one starting a second run. It resolves once the next push is low.
+        case(
+            [
+                drift("mlkit_drift_max_psi", "0.35x40 stale 0.35x10 0.1x30"),
+                *FEATURE_DRIFT_SERIES[1:],
+            ],
+            feature_drift_fires("41m"),
+            silent("70m", "MlkitFeatureDrift"),
+        ),
         # Two pods' copies of one pushed group (a Pushgateway replaced mid-scrape) are one alert.
         case(
             [*FEATURE_DRIFT_SERIES, series("mlkit_drift_max_psi", "0.35x90", **MODEL, **{**PUSHED, "pod": "other"})],
@@ -333,6 +343,14 @@ def test_the_configured_threshold_and_duration_decide_when_it_fires(tmp_path):
     )
     # With the defaults (0.2, 30m) the same series is still pending at 15m.
     assert_passes(promtool(tmp_path, [case(FEATURE_DRIFT_SERIES, silent("15m", "MlkitFeatureDrift"))]))
+
+
+def test_without_keep_firing_for_a_missed_scrape_resolves_the_drift_alert(tmp_path):
+    # The case above fails without the fix: the same stale marker leaves nothing firing at 41m.
+    off = Alerts.model_validate({"featureDrift": {"keepFiringFor": "0s"}})
+    series = [drift("mlkit_drift_max_psi", "0.35x40 stale 0.35x10"), *FEATURE_DRIFT_SERIES[1:]]
+    assert_passes(promtool(tmp_path, [case(series, silent("41m", "MlkitFeatureDrift"))], off))
+    assert "keep_firing_for" not in rule_groups(off)["groups"][0]["rules"][0]
 
 
 def test_retraining_can_be_switched_per_alert(tmp_path):
