@@ -8,6 +8,10 @@ FEATURE_JOB_ROWS = "mlkit_feature_job_rows"
 FEATURE_JOB_LAST_SUCCESS = "mlkit_feature_job_last_success_timestamp_seconds"
 FEATURE_JOB_DURATION = "mlkit_feature_job_duration_seconds"
 FEATURE_JOB_STAGES = ("read", "accepted", "quarantined", "duplicates", "unchanged", "written")
+# Pushed as job FEATURE_JOB, one group per namespace and set of tables: teams, and jobs writing other
+# tables, do not replace each other's numbers.
+FEATURE_JOB = "mlkit-feature-job"
+FEATURE_JOB_LABELS = ("namespace", "feature_set")
 
 # The drift job (workloads/monitoring): pushed to the Pushgateway as job DRIFT_JOB, grouped by
 # namespace, registered_model and registered_version (the serving labels, workloads/serving/metrics.py).
@@ -26,6 +30,14 @@ DRIFT_SKIPPED = "mlkit_drift_skipped_records"  # + reason: request-log records n
 DRIFT_LAST_RUN = "mlkit_drift_last_run_timestamp_seconds"
 MODEL_ROC_AUC = "mlkit_model_roc_auc"  # over the window's feedback labels, when enough arrived
 MODEL_FEEDBACK_ROWS = "mlkit_model_feedback_rows"
+
+# The retraining trigger (workloads/monitoring/trigger.py) serves these on /metrics; prometheus_client adds _total.
+TRIGGER_RECEIVED = "mlkit_trigger_notifications_received"
+TRIGGER_REJECTED = "mlkit_trigger_notifications_rejected"  # + reason: unauthorized | too_large | not_json | invalid
+TRIGGER_STARTED = "mlkit_trigger_retrains_started"  # + registered_model
+TRIGGER_DUPLICATE = "mlkit_trigger_retrains_duplicate"  # + registered_model: already started for this episode
+TRIGGER_FAILED = "mlkit_trigger_retrains_failed"  # + registered_model, reason: not_retrainable | unavailable
+TRIGGER_IGNORED = "mlkit_trigger_alerts_ignored"  # + reason: not_retrain | resolved | other_model | other_namespace
 
 
 def feature_job_registry(reports) -> CollectorRegistry:
@@ -49,12 +61,16 @@ def feature_job_registry(reports) -> CollectorRegistry:
     return registry
 
 
+def feature_job_grouping(namespace: str, reports) -> dict[str, str]:
+    return dict(zip(FEATURE_JOB_LABELS, (namespace, ",".join(sorted(r.table for r in reports))), strict=True))
+
+
 def publish(
     registry: CollectorRegistry,
     *,
     textfile: str | None = None,
     pushgateway: str | None = None,
-    job: str = "mlkit-feature-job",
+    job: str = FEATURE_JOB,
     grouping_key: dict[str, str] | None = None,
 ) -> None:
     """Write the node-exporter textfile format and/or push to a Prometheus Pushgateway.

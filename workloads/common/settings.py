@@ -18,7 +18,8 @@ Every environment variable a workload reads is named here, nowhere else:
     MLKIT_SPARK_MASTER, MLKIT_SPARK_SHUFFLE_PARTITIONS, MLKIT_SPARK_DRIVER_MEMORY,
     MLKIT_SPARK_LOG_LEVEL   a local Spark session (ignored in the cluster, where the operator sets Spark up)
     MLKIT_TABLE_LOCK_WAIT_S how long a writer waits for a feature table's lock
-    MLKIT_PUSHGATEWAY       feature job: push its metrics here
+    MLKIT_PUSHGATEWAY       feature job, drift job: push their metrics here
+    MLKIT_TRIGGER_TOKEN     retraining trigger: the bearer token Alertmanager sends (or --token-file, the chart's)
     MLKIT_DATA_DIR          local runs: where the demo and the default MLflow store write (default ./data)
     MLKIT_CODE_VERSION      training: the code version recorded with each run (default: git)
     the object store's own: AWS_*, MLKIT_STORE_ENDPOINT, MLKIT_S3_PATH_STYLE, AZURE_STORAGE_ACCOUNT/KEY
@@ -109,6 +110,12 @@ class Settings:
     def load(cls) -> Settings:
         profile = load_profile()
         return cls(profile, ObjectStore.from_profile(profile) if profile else ObjectStore.from_env())
+
+    @property
+    def namespace(self) -> str:
+        """Where this process's pushed metrics belong: the profile's namespace, the pod's, else ``local``.
+        Alertmanager hands an alert to the team whose namespace it carries."""
+        return self.profile.namespace if self.profile else env("POD_NAMESPACE") or "local"
 
     def feature_store(self, given: str | None = None) -> str:
         """The feature-store root: ``given`` (a flag or MLKIT_FEATURE_STORE), else the profile's."""

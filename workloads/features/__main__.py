@@ -62,7 +62,8 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest one raw batch into the specs' feature tables."""
-    from workloads.common.metrics import feature_job_registry, publish
+    from workloads.common.metrics import feature_job_grouping, feature_job_registry, publish
+    from workloads.common.settings import settings
     from workloads.common.spark import SparkSetupError, spark_session
     from workloads.features.job import JobError, parse_event_time, run_batch
 
@@ -77,7 +78,12 @@ def ingest(
         reports = run_batch(spark, feature_store, specs, source, event_time=when, batch_id=batch_id)
     except (JobError, SparkSetupError, FeatureStoreError) as e:
         fail(str(e))
-    publish(feature_job_registry(reports), textfile=metrics_file, pushgateway=pushgateway)
+    publish(
+        feature_job_registry(reports),
+        textfile=metrics_file,
+        pushgateway=pushgateway,
+        grouping_key=feature_job_grouping(settings().namespace, reports),
+    )
     if as_json:
         print(json.dumps([r.as_dict() for r in reports], indent=2))
         return

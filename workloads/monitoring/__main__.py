@@ -46,6 +46,10 @@ def drift(
         str | None, typer.Option("--request-log", help="the served model's request log; default MLKIT_REQUEST_LOG")
     ] = None,
     window: Annotated[str, typer.Option("--window", help="how far back to compare: 30m, 1h, 7d")] = "1h",
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="the window's end, ISO 8601 with a zone (re-run a past window); default now"),
+    ] = None,
     threshold: Annotated[
         float, typer.Option("--threshold", min=0.0, help="PSI at which a feature counts as drifted")
     ] = 0.2,
@@ -61,7 +65,7 @@ def drift(
     from workloads.common.bundle import BundleError
     from workloads.common.settings import SettingsError
     from workloads.common.storage import StorageError
-    from workloads.monitoring.job import MonitoringError, drift_registry, grouping, parse_window, run_drift
+    from workloads.monitoring.job import MonitoringError, drift_registry, grouping, parse_until, parse_window, run_drift
     from workloads.serving.artifacts import ModelSourceError
 
     model_uri = model_uri or env("MLKIT_MODEL_URI")
@@ -70,7 +74,7 @@ def drift(
         err.print("error: --model-uri and --request-log are required (or MLKIT_MODEL_URI and MLKIT_REQUEST_LOG)")
         raise typer.Exit(2)
     try:
-        report = run_drift(model_uri, request_log, parse_window(window))
+        report = run_drift(model_uri, request_log, parse_window(window), now=parse_until(until))
         registry = drift_registry(report, threshold)
         metrics.publish(
             registry,
@@ -83,7 +87,8 @@ def drift(
         err.print(f"error: {e}")
         raise typer.Exit(1) from None
     if as_json:
-        print(json.dumps({**asdict(report), "drifted": report.drifted(threshold)}, default=str, indent=2))
+        summary = {"no_data": report.no_data, "max_psi": report.max_psi, "drifted": report.drifted(threshold)}
+        print(json.dumps({**asdict(report), **summary}, default=str, indent=2))
         return
     if report.no_data:
         out.print(

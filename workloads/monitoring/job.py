@@ -8,7 +8,6 @@ advice for a service-level batch job, whose result must outlive the pod that com
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,19 @@ def parse_window(text: str) -> timedelta:
         raise MonitoringError(f"--window {text!r}: expected a positive duration such as 30m, 1h or 7d")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
     return timedelta(**{unit: int(match.group(1))})
+
+
+def parse_until(text: str | None) -> datetime | None:
+    """An ISO 8601 time with its zone ('2026-03-01T12:00:00Z'); None: now."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise MonitoringError(f"--until {text!r}: expected an ISO 8601 time with a zone, e.g. 2026-03-01T12:00:00Z")
+    return when.astimezone(UTC)
 
 
 def load_reference(bundle: ModelBundle, source: str) -> Reference:
@@ -102,14 +114,9 @@ def typed_inputs(bundle: ModelBundle, raw: pd.DataFrame) -> tuple[pd.DataFrame, 
     return pd.DataFrame(columns, index=raw.index).reset_index(drop=True), valid
 
 
-def namespace() -> str:
-    profile = settings().profile
-    return profile.namespace if profile else os.environ.get("POD_NAMESPACE", "local")
-
-
 def grouping(report: DriftReport) -> dict[str, str]:
     """The Pushgateway group: one per namespace, model and version (labels every pushed series carries)."""
-    return dict(zip(metrics.DRIFT_LABELS, (namespace(), report.model, report.version), strict=True))
+    return dict(zip(metrics.DRIFT_LABELS, (settings().namespace, report.model, report.version), strict=True))
 
 
 def drift_registry(report: DriftReport, threshold: float) -> CollectorRegistry:

@@ -63,6 +63,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from workloads.common import metrics
 from workloads.common.models import problems
 from workloads.common.settings import env
 
@@ -80,14 +81,6 @@ CLAIM_KEY = "claim.json"
 MAX_BODY_BYTES = 4 << 20  # a group of a few thousand alerts; Alertmanager sends far less with maxAlerts
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # workloads.training.config.TrainConfig.model_name
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-# Metric names (prometheus_client adds _total to counters).
-RECEIVED = "mlkit_trigger_notifications_received"
-REJECTED = "mlkit_trigger_notifications_rejected"  # + reason: unauthorized | too_large | not_json | invalid
-STARTED = "mlkit_trigger_retrains_started"  # + registered_model
-DUPLICATE = "mlkit_trigger_retrains_duplicate"  # + registered_model: already started for this episode
-NOT_STARTED = "mlkit_trigger_retrains_failed"  # + registered_model, reason: not_retrainable | unavailable
-IGNORED = "mlkit_trigger_alerts_ignored"  # + reason: not_retrain | resolved | other_model | other_namespace
 
 
 # --- errors -----------------------------------------------------------------------------------------------
@@ -589,17 +582,26 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry: CollectorRegistry = CollectorRegistry()
-        self.received = Counter(RECEIVED, "Webhook notifications received", registry=self.registry)
-        self.rejected = Counter(REJECTED, "Notifications refused, by reason", ["reason"], registry=self.registry)
-        self.started = Counter(STARTED, "Retraining runs started", ["registered_model"], registry=self.registry)
+        self.received = Counter(metrics.TRIGGER_RECEIVED, "Webhook notifications received", registry=self.registry)
+        self.rejected = Counter(
+            metrics.TRIGGER_REJECTED, "Notifications refused, by reason", ["reason"], registry=self.registry
+        )
+        self.started = Counter(
+            metrics.TRIGGER_STARTED, "Retraining runs started", ["registered_model"], registry=self.registry
+        )
         self.duplicate = Counter(
-            DUPLICATE, "Retrain alerts already started for their episode", ["registered_model"], registry=self.registry
+            metrics.TRIGGER_DUPLICATE,
+            "Retrain alerts already started for their episode",
+            ["registered_model"],
+            registry=self.registry,
         )
         self.failed = Counter(
-            NOT_STARTED, "Retrain alerts that started nothing, by reason", ["registered_model", "reason"],
+            metrics.TRIGGER_FAILED, "Retrain alerts that started nothing, by reason", ["registered_model", "reason"],
             registry=self.registry,
         )  # fmt: skip
-        self.ignored = Counter(IGNORED, "Alerts that ask for nothing here", ["reason"], registry=self.registry)
+        self.ignored = Counter(
+            metrics.TRIGGER_IGNORED, "Alerts that ask for nothing here", ["reason"], registry=self.registry
+        )
 
 
 @dataclass
@@ -893,7 +895,7 @@ def serve(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         profile = settings().profile
-        token = Token(token_file, None if token_file else os.environ.get("MLKIT_TRIGGER_TOKEN"))
+        token = Token(token_file, None if token_file else env("MLKIT_TRIGGER_TOKEN"))
         uri = tracking_uri or (profile.mlflow.tracking_uri if profile else None)
         if not uri:
             raise TriggerError("no MLflow: pass --tracking-uri or set MLFLOW_TRACKING_URI (or run with a team profile)")
