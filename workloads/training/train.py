@@ -28,6 +28,7 @@ from workloads.training.data import TrainingSet, build_training_set
 from workloads.training.model import FitResult, Probabilities, evaluate, fit, predict
 
 CHAMPION = "champion"
+TEST_PREDICTIONS = "evaluation/test_predictions.csv"  # the test split's labels and scores, for reports
 PARITY_TOLERANCE = 1e-4
 REPO = Path(__file__).resolve().parents[2]
 
@@ -228,7 +229,18 @@ def register_model(result: FitResult, evaluation: Evaluation, config: TrainConfi
     info = log_models(result, evaluation.onnx, config, data)
     version = str(info.registered_model_version)
     log_reference(config, data, version, evaluation.scores)
+    log_test_predictions(data.keys[data.split == "test"], data.part("test")[1], evaluation.scores)
     return version
+
+
+def log_test_predictions(keys: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> None:
+    """The test split's keys, labels and scores (a few hundred rows): curves without rerunning the model, and two
+    versions compared on the rows their test splits share."""
+    import mlflow
+    import pandas as pd
+
+    frame = pd.DataFrame({"key": keys, "label": labels.astype(int), "score": scores})
+    mlflow.log_text(frame.to_csv(index=False, float_format="%.6f"), TEST_PREDICTIONS)
 
 
 def log_decision(reason: str, champion_test: dict[str, float]) -> None:
