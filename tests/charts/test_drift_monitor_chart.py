@@ -169,6 +169,28 @@ def pod_labels(deployment: dict) -> dict:
     return deployment["spec"]["template"]["metadata"]["labels"]
 
 
+def render_failure(tmp_path, values: dict) -> str:
+    result = helm("template", "r", str(CHART), values=values, tmp_path=tmp_path)
+    assert result.returncode != 0
+    return result.stderr
+
+
+def test_the_kfp_launcher_starts_pipeline_runs_and_drops_the_job_permission(tmp_path):
+    values = {**VALUES, "trigger": {"launcher": "kfp", "kfp": {"serviceAccount": "churn-pipelines"}}}
+    by_kind = kinds(render("drift-monitor", values, tmp_path))
+    [container] = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("--launcher") + 1] == "kfp"
+    assert command[command.index("--kfp-host") + 1] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    assert command[command.index("--kfp-service-account") + 1] == "churn-pipelines"
+    # Claims stay ConfigMaps in the team namespace; no Job is created, so the Role grants none.
+    assert by_kind["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}
+    ]
+    missing = render_failure(tmp_path, {**values, "trigger": {"launcher": "kfp", "kfp": {"host": ""}}})
+    assert "trigger.kfp.host is required with trigger.launcher kfp" in missing
+
+
 def test_alertmanager_routes_this_models_retrain_alerts_to_the_trigger_with_the_secrets_token(tmp_path):
     values = with_value("model", "fraud-scorer")
     values["trigger"] |= {"port": 9090, "tokenSecret": {"name": "hook", "key": "t"}}
@@ -256,6 +278,7 @@ def with_value(path: str, value) -> dict:
         ),  # null drops it
         ("alerting.repeatInterval", "four hours", "repeatInterval"),
         ("retrain.gpu", -1, "gpu"),
+        ("trigger.launcher", "argo", "launcher"),
     ],
 )
 def test_wrong_values_fail_at_install(tmp_path, path, value, message):

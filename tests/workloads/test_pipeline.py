@@ -3,7 +3,6 @@ kfp.Client's real signatures, and whole runs with kfp.local (a real feature job,
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import subprocess
@@ -11,7 +10,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import kfp
 import mlflow
 import pytest
 import yaml
@@ -19,6 +17,7 @@ import yaml
 from infra import versions
 from mlkit_dev.demo_data import TELCO
 from tests.charts.helm import PROFILE, render
+from tests.workloads.kfp_client import RecordingClient
 from workloads.common.featurestore import FeatureStore
 from workloads.pipeline.client import PipelineFailed, run_local, start_run
 from workloads.pipeline.definition import Images, compile_pipeline, default_config
@@ -168,41 +167,6 @@ def test_the_seldon_patch_pins_the_served_version_and_guards_the_old_value(tmp_p
 
 
 # --- start_run: what the trigger calls, against kfp.Client's own signatures ---------------------------------
-
-
-class RecordingClient:
-    """kfp.Client's methods start_run calls, each call checked against the real method's signature."""
-
-    def __init__(self, runs=()):
-        self.calls, self.runs = [], list(runs)
-
-    def _record(self, method, **kwargs):
-        inspect.signature(getattr(kfp.Client, method)).bind(self, **kwargs)  # TypeError on a wrong keyword
-        self.calls.append((method, kwargs))
-
-    def get_experiment(self, **kw):
-        self._record("get_experiment", **kw)
-        raise ValueError("No experiment is found with name retraining")
-
-    def create_experiment(self, name, **kw):
-        self._record("create_experiment", name=name, **kw)
-        return SimpleNamespace(experiment_id="e1")
-
-    def list_runs(self, **kw):
-        self._record("list_runs", **kw)
-        return SimpleNamespace(runs=self.runs)
-
-    def get_pipeline_id(self, name):
-        self._record("get_pipeline_id", name=name)
-        return "p1"
-
-    def list_pipeline_versions(self, pipeline_id, **kw):
-        self._record("list_pipeline_versions", pipeline_id=pipeline_id, **kw)
-        return SimpleNamespace(pipeline_versions=[SimpleNamespace(pipeline_version_id="v9")])
-
-    def run_pipeline(self, **kw):
-        self._record("run_pipeline", **kw)
-        return SimpleNamespace(run_id="r1")
 
 
 def test_start_run_starts_the_newest_version_with_the_triggers_parameters(compiled):

@@ -21,17 +21,21 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+import urllib3
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlkit_dev.demo_data import TELCO, second_batch
 from tests.charts.helm import helm
+from tests.workloads.kfp_client import RecordingClient
 from workloads.common.featurestore import FeatureStore
 from workloads.common.specs import load_spec
 from workloads.features.job import run_batch
 from workloads.monitoring.trigger import (
     ConfigMapClaims,
+    DirectoryClaims,
     JobLauncher,
+    KfpLauncher,
     KubeApi,
     LaunchError,
     Receiver,
@@ -649,3 +653,43 @@ def test_a_launch_refused_by_the_api_server_releases_the_claim(cluster, installe
         receiver.handle(parse(json.dumps(payload).encode()))
     name = run_name(GROUP_KEY, MODEL, datetime(2026, 11, 24, 12, tzinfo=UTC))
     assert ConfigMapClaims(api).read(name) is None
+
+
+# --- the Kubeflow Pipelines launcher ------------------------------------------------------------------------
+
+
+class UnreachableKfp(RecordingClient):
+    def get_experiment(self, **kw):
+        self._record("get_experiment", **kw)
+        raise urllib3.exceptions.MaxRetryError(None, "/apis/v2beta1/experiments", "connection refused")
+
+
+def test_the_kfp_launcher_starts_one_pipeline_run_per_episode_named_after_its_claim(served, tmp_path):
+    client = RecordingClient()
+    receiver = Receiver(
+        KfpLauncher(client, service_account="churn-pipelines"), DirectoryClaims(tmp_path), ServedRuns(served["tracking"]),
+        frozenset({MODEL}), NAMESPACE,
+    )  # fmt: skip
+    payload = json.dumps(notification(alert(starts="2026-11-24T12:00:00Z", fingerprint="kf01"))).encode()
+    first, second = (receiver.handle(parse(payload)) for _ in range(2))
+    [started] = first["started"]
+    assert started["launch"]["launcher"] == "kfp" and started["launch"]["run_id"] == "r1"
+    [duplicate] = second["notStarted"]
+    assert second["started"] == [] and "already started for this episode (pipeline run r1" in duplicate["reason"]
+    [(_, run)] = [c for c in client.calls if c[0] == "run_pipeline"]
+    assert run["job_name"] == started["name"] and run["service_account"] == "churn-pipelines"
+    params = run["params"]
+    assert params["feature_store"] == served["store"].root and params["config"]["as_of"] == {}
+    assert params["tags"]["mlkit.trigger.alertname"] == "MlkitFeatureDrift"
+    assert params["tags"]["mlkit.trigger.source_run"] == served["report"].run_id
+
+
+def test_an_unreachable_kfp_is_a_503_that_releases_the_claim(served, tmp_path):
+    receiver = Receiver(
+        KfpLauncher(UnreachableKfp()), DirectoryClaims(tmp_path), ServedRuns(served["tracking"]),
+        frozenset({MODEL}), NAMESPACE,
+    )  # fmt: skip
+    payload = json.dumps(notification(alert(starts="2026-11-24T13:00:00Z", fingerprint="kf02"))).encode()
+    with pytest.raises(Unavailable, match="Kubeflow Pipelines is unreachable"):
+        receiver.handle(parse(payload))
+    assert list(tmp_path.glob("*.json")) == []  # Alertmanager's resend may start it

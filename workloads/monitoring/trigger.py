@@ -32,8 +32,9 @@ A launch that fails releases its claim and answers 503, so the resend starts it.
 claim and its launch leaves the claim in state ``claimed``: that episode starts nothing more (at most once, never
 twice), and the answer says which claim to delete to let the next resend start it.
 
-Launchers share one small interface (``Launcher.launch``). A Kubeflow Pipelines launcher (a run of the training
-pipeline with the same config and tags) is one more subclass registered in ``LAUNCHERS``; it is not written yet.
+Launchers share one small interface (``Launcher.launch``): ``local`` (the training command), ``job`` (a Job from
+the chart's template), ``kfp`` (a run of the training pipeline on Kubeflow Pipelines, workloads/pipeline, with the
+same config and tags; claims in the team namespace as for ``job``).
 """
 
 from __future__ import annotations
@@ -377,6 +378,48 @@ class JobLauncher(Launcher):
 
 
 LAUNCHERS: dict[str, type[Launcher]] = {"local": LocalLauncher, "job": JobLauncher}
+
+
+class KfpLauncher(Launcher):
+    """A run of the training pipeline uploaded to Kubeflow Pipelines (workloads.pipeline.client.start_run), named
+    after the claim: a retried launch finds that run and starts no second one. ``client``: a kfp.Client."""
+
+    kind = "kfp"
+
+    def __init__(self, client, service_account: str | None = None):
+        self.client, self.service_account = client, service_account
+
+    @classmethod
+    def connect(cls, host: str, service_account: str | None = None) -> KfpLauncher:
+        import kfp
+
+        # In the cluster kfp.Client reads the pod's projected service-account token for KFP's auth proxy.
+        return cls(kfp.Client(host=host), service_account)
+
+    def launch(self, retrain: Retrain) -> Launched:
+        import urllib3
+        from kfp_server_api.exceptions import ApiException
+
+        from workloads.pipeline.client import PipelineNotFound, start_run
+        from workloads.training.config import ConfigError
+
+        try:
+            started = start_run(
+                self.client,
+                run_name=retrain.name,
+                config=retrain.config,
+                feature_store=retrain.store,
+                tracking_uri=retrain.tracking_uri,
+                tags=retrain.tags,
+                service_account=self.service_account,
+            )
+        except (PipelineNotFound, ConfigError) as e:
+            raise LaunchError(f"Kubeflow Pipelines: {e}") from None
+        except ApiException as e:
+            raise LaunchError(f"Kubeflow Pipelines answered {e.status} {e.reason}: {str(e.body)[:300]}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise LaunchError(f"Kubeflow Pipelines is unreachable: {e}") from None
+        return Launched(started.started, {"launcher": self.kind, "run_id": started.run_id, "run_name": retrain.name})
 
 
 # --- claims ---------------------------------------------------------------------------------------------
@@ -725,7 +768,8 @@ class Receiver:
             )
         else:
             launch = claim.get("launch") or {}
-            what = launch.get("reason") or launch.get("job") or launch.get("log") or "a run"
+            run = launch.get("run_id") and f"pipeline run {launch['run_id']}"
+            what = launch.get("reason") or launch.get("job") or run or launch.get("log") or "a run"
             reason = f"already started for this episode ({what}; claimed at {claim.get('claimedAt')})"
         return {**outcome, "started": False, "reason": reason}
 
@@ -843,6 +887,7 @@ cli = typer.Typer(
 class LauncherKind(StrEnum):
     local = "local"
     job = "job"
+    kfp = "kfp"
 
 
 def default_state_dir() -> Path:
@@ -863,8 +908,15 @@ def serve(
         typer.Option("--token-file", help="the shared bearer token, a mounted Secret; else MLKIT_TRIGGER_TOKEN"),
     ] = None,
     launcher: Annotated[
-        LauncherKind, typer.Option("--launcher", help="local: a subprocess here; job: a Kubernetes Job")
+        LauncherKind,
+        typer.Option("--launcher", help="local: a subprocess here; job: a Kubernetes Job; kfp: a pipeline run"),
     ] = LauncherKind.local,
+    kfp_host: Annotated[
+        str | None, typer.Option("--kfp-host", help="kfp launcher: the KFP API, e.g. http://ml-pipeline.kubeflow:8888")
+    ] = None,
+    kfp_service_account: Annotated[
+        str | None, typer.Option("--kfp-service-account", help="kfp launcher: the account the run's pods use")
+    ] = None,
     model: Annotated[
         list[str] | None,
         typer.Option("--model", help="a registered model this receiver retrains; repeatable; default any"),
@@ -907,6 +959,14 @@ def serve(
                 raise TriggerError(f"--job-template {job_template}: cannot read a JSON Job: {e}") from None
             chosen: Launcher = JobLauncher(api, template)
             claims: Claims = ConfigMapClaims(api)
+            namespace = api.namespace
+        elif launcher is LauncherKind.kfp:
+            if not kfp_host:
+                raise TriggerError(
+                    "--launcher kfp needs --kfp-host (the KFP API, e.g. http://ml-pipeline.kubeflow:8888)"
+                )
+            api = KubeApi.in_cluster(namespace or (profile.namespace if profile else None))
+            chosen, claims = KfpLauncher.connect(kfp_host, kfp_service_account), ConfigMapClaims(api)
             namespace = api.namespace
         else:
             state = state_dir or default_state_dir()
