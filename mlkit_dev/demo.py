@@ -1,8 +1,8 @@
 """`make demo`: the ML loop on this machine, on the bundled Telco data, with no cloud account.
 
-Stages: the feature job into Hudi tables, training tracked and registered in MLflow, then the
-registered champion served by Seldon Core's microservice on loopback. Monitoring joins as it
-lands. Everything it writes goes under data/demo (or MLKIT_DATA_DIR), rebuilt on each run.
+Stages: the feature job into Hudi tables, training tracked and registered in MLflow, the
+registered champion served by Seldon Core's microservice on loopback, then monitoring: drifted
+traffic, the platform's drift alert, the retraining it triggers and the champion gate. Everything it writes goes under data/demo (or MLKIT_DATA_DIR), rebuilt on each run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlkit_dev import REPO
-from mlkit_dev.demo_data import TELCO, second_batch
+from mlkit_dev.demo_data import TELCO, record_batches, second_batch
 from workloads.common.featurestore import FeatureStore
 from workloads.common.spark import spark_session
 from workloads.common.specs import load_spec
@@ -51,18 +51,17 @@ def feature_store_stage(data: Path) -> None:
     jan, feb = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
 
     console.print(f"store: {root}\nJanuary batch: {TELCO}")
-    console.print(
-        counts_table("January: the Telco extract", run_batch(spark, store, specs, str(TELCO), event_time=jan))
-    )
+    january = run_batch(spark, store, specs, str(TELCO), event_time=jan)
+    console.print(counts_table("January: the Telco extract", january))
     jan_instant = store.resolve("customer_features").instant
 
     batch = second_batch(data / "batches" / "2026-02.csv")
     console.print(
         f"February batch: {batch.path} ({len(batch.changed)} customers changed, {len(batch.new)} new, {len(batch.bad)} broken rows)"
     )
-    console.print(
-        counts_table("February: next month's snapshot", run_batch(spark, store, specs, str(batch.path), event_time=feb))
-    )
+    february = run_batch(spark, store, specs, str(batch.path), event_time=feb)
+    console.print(counts_table("February: next month's snapshot", february))
+    record_batches(data, {"January": january, "February": february})
 
     customer = sorted(batch.changed)[0]
     before = store.latest("customer_features", as_of=jan_instant).set_index("customerID").loc[customer]
@@ -167,6 +166,52 @@ def serving_stage(data: Path) -> None:
     console.print(f"request log: {logged} records (predictions and feedback) under {request_log}")
 
 
+def monitoring_stage(data: Path) -> None:
+    console.rule("[bold]4. Monitoring: drifted traffic -> drift job -> Prometheus alert -> retraining -> champion gate")
+    looped = subprocess.run(
+        ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if looped.returncode != 0:
+        raise SystemExit(f"the monitoring stage failed:\n{looped.stderr[-3000:]}")
+    story = json.loads(looped.stdout.strip().splitlines()[-1])
+    console.print(
+        "on loopback: the champion behind Seldon's microservice, a Pushgateway, Prometheus with the platform's alert "
+        "rules (infra/components/alerts.py; the drift alert's `for` cut to seconds), Alertmanager, the retraining trigger"
+    )
+    table = Table(title=f"drift job against v{story['champion']['version']}'s training reference", title_justify="left")
+    for column in ("traffic", "requests", "max feature PSI", "score PSI", "ROC AUC (feedback)", "drifted", "alerts"):
+        table.add_column(column, justify="left" if column in ("traffic", "drifted", "alerts") else "right")
+    for name, phase in (("normal", story["normal"]), ("drifted", story["drifted"])):
+        alerts = phase.get("alerts") or ([phase["alert"]["name"]] if "alert" in phase else [])
+        auc = phase["roc_auc"]
+        table.add_row(
+            name,
+            str(phase["rows_compared"]),
+            f"{phase['max_psi']:.3f}",
+            f"{phase['prediction_psi']:.3f}",
+            "-" if auc is None else f"{auc:.3f}",
+            ", ".join(phase["drifted_features"]) or "none",
+            ", ".join(alerts) or "none",
+        )
+    console.print(table)
+    alert, retrain = story["drifted"]["alert"], story["retrain"]
+    console.print(f"alert: {alert['description']}", highlight=False, markup=False)
+    console.print(
+        f"trigger: started one training run (claim {retrain['claim']}), tagged "
+        f"mlkit.trigger.alertname={retrain['trigger_tags']['mlkit.trigger.alertname']}, served_version="
+        f"{retrain['trigger_tags']['mlkit.trigger.served_version']}"
+    )
+    console.print(
+        f"retrained: v{retrain['version']}, test ROC AUC {retrain['test_roc_auc']:.4f}, "
+        f"{retrain['alert_to_new_version_s']:.0f} s from the drifted window to the new version"
+    )
+    console.print(f"champion gate: {retrain['champion_gate']}; champion is now v{retrain['champion_now']}")
+
+
 def main() -> None:
     # MLflow's table setup and its note that uv environments carry no pip are noise here.
     # (MLflow resets its logger level on import, so the environment variable is what sticks.)
@@ -181,8 +226,8 @@ def main() -> None:
     store = feature_store_stage(data)
     training_stage(data, store)
     serving_stage(data)
+    monitoring_stage(data)
     console.rule("[bold]done")
-    console.print("Next stage (monitoring) runs here as it is built; see docs/status.md.")
 
 
 if __name__ == "__main__":

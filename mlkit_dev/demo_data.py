@@ -8,6 +8,7 @@ ways a real extract breaks, so the quarantine has something to show.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,15 @@ import pandas as pd
 from mlkit_dev import REPO, SHARED
 
 TELCO = SHARED / "data" / "telco-customer-churn.csv"
+BATCHES = "feature_job.json"  # in a data directory: the feature job's counts per batch, for the report
+
+
+def record_batches(data: Path, batches: dict) -> None:
+    """Write ``{batch name: [BatchReport]}`` to DATA/feature_job.json (the counts the demo prints)."""
+    (data / BATCHES).write_text(
+        json.dumps({name: [r.as_dict() for r in reports] for name, reports in batches.items()}, indent=2, default=str)
+        + "\n"
+    )
 
 
 @dataclass

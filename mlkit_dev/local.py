@@ -87,7 +87,16 @@ class LocalServer(LocalProcess):
     """The serving image's entry point (workloads.serving.server: Seldon's microservice under its supervisor)
     serving workloads.serving.model.FeatureModel, on ports of its own."""
 
-    def __init__(self, model_uri: str, request_log: str = "", *, workers: int = 1, threads: int = 1, **env: str):
+    def __init__(
+        self,
+        model_uri: str,
+        request_log: str = "",
+        *,
+        workers: int = 1,
+        threads: int = 1,
+        python: str = sys.executable,  # the serving environment's, when the caller runs in another
+        **env: str,
+    ):
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
         environment = {
             **os.environ,
@@ -99,7 +108,7 @@ class LocalServer(LocalProcess):
             "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",  # what Seldon's operator sets in the cluster
             **env,
         }
-        command = [sys.executable, "-m", "workloads.serving.server", "workloads.serving.model.FeatureModel"]
+        command = [python, "-m", "workloads.serving.server", "workloads.serving.model.FeatureModel"]
         command += ["--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics)]
         super().__init__(command, f"{self.url}/health/ping", environment)
 

@@ -1,15 +1,23 @@
-"""Fixtures for the workloads: one Spark session per test run, on real S3 and GCS emulators on loopback."""
+"""Fixtures for the workloads: one Spark session per test run, on real S3 and GCS emulators on loopback, and one
+run of the closed monitoring loop."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+from datetime import UTC, datetime
 
 import pytest
 
+from mlkit_dev import REPO
+from mlkit_dev.demo_data import TELCO, record_batches
 from mlkit_dev.local import LocalS3
 from mlkit_dev.storage_emulators import start
 
 BUCKET = "mlkit-test"
+SPECS = REPO / "workloads" / "features" / "specs"
+CONFIG = REPO / "workloads" / "training" / "configs" / "churn.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +45,34 @@ def spark(s3_store, gcs_store):
     session = spark_session("mlkit-tests", s3_store, extra_conf=gcs)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def closed_loop(spark, tmp_path_factory):
+    """mlkit_dev/monitoring_loop.py run once on a January feature store and a champion trained on it: the
+    champion's TrainingReport and the loop's story. Its data directory is ``story["data"]``."""
+    from workloads.common.featurestore import FeatureStore
+    from workloads.common.specs import load_spec
+    from workloads.features.job import run_batch
+    from workloads.training.config import load_config
+    from workloads.training.train import train
+
+    data = tmp_path_factory.mktemp("loop")
+    store = FeatureStore(str(data / "features"))
+    specs = [load_spec(SPECS / "customer_features.yaml"), load_spec(SPECS / "churn_labels.yaml")]
+    reports = run_batch(spark, store, specs, str(TELCO), event_time=datetime(2026, 1, 1, tzinfo=UTC))
+    record_batches(data, {"January": reports})
+    # A short schedule: the trigger retrains with the served version's config, so this bounds both runs.
+    champion = train(
+        store, load_config(CONFIG, epochs=8, patience=3), tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
+    )
+    done = subprocess.run(
+        ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return champion, {**json.loads(done.stdout.strip().splitlines()[-1]), "data": data}
