@@ -293,6 +293,10 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def clock(iso: str) -> str:
+    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M:%S %Z}"
+
+
 def table(header: list[str], rows: list[list], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
@@ -415,8 +419,8 @@ def drift_section(panels: list[DriftPanel], story: dict, reports: dict) -> str:
     rows = [
         [
             phase,
-            story[phase]["since"],
-            story[phase]["until"],
+            clock(story[phase]["since"]),
+            clock(story[phase]["until"]),
             reports[phase].rows,
             story[phase]["rows_compared"],
             reports[phase].max_psi,
