@@ -168,8 +168,11 @@ def serving_stage(data: Path) -> None:
 
 def monitoring_stage(data: Path) -> None:
     console.rule("[bold]4. Monitoring: drifted traffic -> drift job -> Prometheus alert -> retraining -> champion gate")
+    march = second_batch(data / "batches" / "2026-03.csv", seed=11)  # another month's snapshot
+    loop = ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)]
+    loop += ["--batch", str(march.path), "--event-time", "2026-03-01T00:00:00Z", "--launcher", "local-pipeline"]
     looped = subprocess.run(
-        ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)],
+        loop,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -181,6 +184,12 @@ def monitoring_stage(data: Path) -> None:
     console.print(
         "on loopback: the champion behind Seldon's microservice, a Pushgateway, Prometheus with the platform's alert "
         "rules (infra/components/alerts.py; the drift alert's `for` cut to seconds), Alertmanager, the retraining trigger"
+    )
+    batch = story["batch"]
+    written = ", ".join(f"{r['table']} {r['written']}" for r in batch["reports"])
+    console.print(
+        f"between the two: March's batch ({len(march.changed)} customers changed) through the feature job: written "
+        f"{written}; its counts reached Prometheus (quarantined {batch['quarantined_in_prometheus']})"
     )
     table = Table(title=f"drift job against v{story['champion']['version']}'s training reference", title_justify="left")
     for column in ("traffic", "requests", "max feature PSI", "score PSI", "ROC AUC (feedback)", "drifted", "alerts"):
@@ -201,7 +210,7 @@ def monitoring_stage(data: Path) -> None:
     alert, retrain = story["drifted"]["alert"], story["retrain"]
     console.print(f"alert: {alert['description']}", highlight=False, markup=False)
     console.print(
-        f"trigger: started one training run (claim {retrain['claim']}), tagged "
+        f"trigger: started one run of the training pipeline (kfp.local; claim {retrain['claim']}), tagged "
         f"mlkit.trigger.alertname={retrain['trigger_tags']['mlkit.trigger.alertname']}, served_version="
         f"{retrain['trigger_tags']['mlkit.trigger.served_version']}"
     )
@@ -210,6 +219,16 @@ def monitoring_stage(data: Path) -> None:
         f"{retrain['alert_to_new_version_s']:.0f} s from the drifted window to the new version"
     )
     console.print(f"champion gate: {retrain['champion_gate']}; champion is now v{retrain['champion_now']}")
+    served = story["served_after"]
+    console.print(f"a fresh server of models:/churn-classifier@champion answers with v{served['version']}")
+    console.print(f"the loop took {story['seconds']:.0f} s; report data under {data / 'monitoring'}")
+
+
+def report_stage(data: Path) -> None:
+    from mlkit_dev.report import write_report
+
+    console.rule("[bold]5. Report: the loop on one HTML page")
+    console.print(f"report: {write_report(data)} (open it in any browser; docs/report.md)")
 
 
 def main() -> None:
@@ -227,6 +246,7 @@ def main() -> None:
     training_stage(data, store)
     serving_stage(data)
     monitoring_stage(data)
+    report_stage(data)
     console.rule("[bold]done")
 
 

@@ -11,6 +11,7 @@ request log (requests/), the trigger's claims and training runs (retrain/) and t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ from mlkit_dev.local import LocalMlflow, LocalProcess, LocalServer, free_port, o
 from mlkit_dev.observability import LocalAlertmanager, LocalPrometheus, LocalPushgateway
 
 MODEL = "churn-classifier"
+SPECS = REPO / "workloads" / "features" / "specs"
+TABLES = ("customer_features", "churn_labels")
 SERVING_PYTHON = str(REPO / ".venv" / "serving" / "bin" / "python")
 INFRA_PYTHON = str(REPO / ".venv" / "infra" / "bin" / "python")
 TOKEN = "loop-token"
@@ -103,12 +106,13 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 0.5):
 
 
 class Trigger(LocalProcess):
-    """The retraining trigger (workloads.monitoring.trigger) with the local launcher: training as a subprocess."""
+    """The retraining trigger (workloads.monitoring.trigger) with a local launcher: the training command, or the
+    training pipeline under kfp.local (``local-pipeline``), as a subprocess."""
 
-    def __init__(self, tracking_uri: str, token: Path, state: Path, data: Path):
+    def __init__(self, tracking_uri: str, token: Path, state: Path, data: Path, launcher: str):
         self.port = free_port()
         command = [sys.executable, "-m", "workloads.monitoring.trigger", "serve", "--port", str(self.port)]
-        command += ["--token-file", str(token), "--launcher", "local", "--model", MODEL]
+        command += ["--token-file", str(token), "--launcher", launcher, "--model", MODEL]
         command += ["--tracking-uri", tracking_uri, "--state-dir", str(state)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "MLKIT_DATA_DIR": str(data)}
         super().__init__(command, f"{self.url}/healthz", env)
@@ -128,7 +132,33 @@ def retrained(client, model: str) -> list:
     return [v for v in versions if "mlkit.trigger.alertname" in client.get_run(v.run_id).data.tags]
 
 
-def main(data: Path, count: int = 300) -> dict:
+def feature_job(batch: Path, store: Path, event_time: str, pushgateway: str, env: dict) -> list[dict]:
+    """The feature job's command on a new batch, pushing its counts as in the cluster."""
+    specs = [arg for table in TABLES for arg in ("--spec", str(SPECS / f"{table}.yaml"))]
+    command = [sys.executable, "-m", "workloads.features", "ingest", *specs, "--input", str(batch)]
+    command += ["--store", str(store), "--event-time", event_time, "--pushgateway", pushgateway, "--json"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the feature job failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def serve_champion_in(data: Path) -> dict:
+    """What a fresh server of models:/<name>@champion answers with: the alias decides what is served."""
+    [row] = traffic(1, seed=3, drifted=False)
+    with (
+        LocalMlflow(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}") as tracking,
+        LocalServer(f"models:/{MODEL}@champion", python=SERVING_PYTHON, MLFLOW_TRACKING_URI=tracking.url) as server,
+    ):
+        answer = requests.post(f"{server.url}/api/v1.0/predictions", json={"jsonData": row}, timeout=30).json()
+    return {"version": answer["meta"]["tags"]["model_version"], "probability": answer["data"]["tensor"]["values"][0]}
+
+
+def main(
+    data: Path, count: int = 300, *, batch: Path | None = None, event_time: str = "", launcher: str = "local"
+) -> dict:
+    """``batch``: a feature batch the feature job ingests between the normal and the drifted traffic (new data
+    for the retraining to learn from); ``launcher``: the trigger's (local or local-pipeline)."""
     if not only_loopback():
         raise SystemExit("run inside a private network namespace (scripts/confined): the microservice binds 0.0.0.0")
     import mlflow
@@ -154,7 +184,7 @@ def main(data: Path, count: int = 300) -> dict:
             MLKIT_REQUEST_LOG_FLUSH_SECONDS="0.5",
         ) as server,
         LocalPushgateway() as pushgateway,
-        Trigger(tracking.url, token, work / "retrain", data) as trigger,
+        Trigger(tracking.url, token, work / "retrain", data, launcher) as trigger,
         LocalAlertmanager(f"{trigger.url}/alerts", token) as alertmanager,
         LocalPrometheus(
             platform_rules(),
@@ -209,6 +239,16 @@ def main(data: Path, count: int = 300) -> dict:
         normal["served_series"] = len(prometheus.query("mlkit_predictions_total"))
         story["normal"] = normal
 
+        if batch:  # next month's batch lands: the retraining after the alert will see it
+            reports = feature_job(batch, data / "features", event_time, pushgateway.url, env)
+            story["batch"] = {"source": str(batch), "event_time": event_time, "reports": reports}
+            rows = wait_for(
+                "the feature job's metrics in Prometheus",
+                lambda: prometheus.query('mlkit_feature_job_rows{stage="quarantined", namespace="local"}'),
+                30,
+            )
+            story["batch"]["quarantined_in_prometheus"] = {r["metric"]["table"]: float(r["value"][1]) for r in rows}
+
         # Drifted traffic: charges up 60, most customers on two-year contracts.
         drifted_at = time.monotonic()
         drifted = phase(traffic(count, seed=2, drifted=True), labelled=False)
@@ -236,6 +276,7 @@ def main(data: Path, count: int = 300) -> dict:
             "version": version.version,
             "trigger_tags": {k: v for k, v in run.data.tags.items() if k.startswith("mlkit.trigger.")},
             "test_roc_auc": round(run.data.metrics["test_roc_auc"], 4),
+            "instants": json.loads(run.data.tags["mlkit.instants"]),  # the feature data it was trained on
             "champion_gate": run.data.tags.get("mlkit.promotion"),
             "champion_now": champion_now.version,
             "alert_to_new_version_s": round(time.monotonic() - drifted_at, 1),
@@ -246,10 +287,24 @@ def main(data: Path, count: int = 300) -> dict:
             for line in started.splitlines()
             if line.startswith("mlkit_trigger_retrains_started_total")
         )
+    # A fresh server of the champion alias: the new version if the gate promoted it, else the old one still.
+    story["served_after"] = serve_champion_in(data)
     story["seconds"] = round(time.monotonic() - began, 1)
     (work / "story.json").write_text(json.dumps(story, indent=2, default=str) + "\n")
     return story
 
 
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m mlkit_dev.monitoring_loop", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="a data directory with features/ and mlflow/mlflow.db (a champion)")
+    parser.add_argument("--batch", type=Path, help="a feature batch to ingest between normal and drifted traffic")
+    parser.add_argument("--event-time", default="", help="the batch's event time (ISO 8601)")
+    parser.add_argument("--launcher", choices=["local", "local-pipeline"], default="local")
+    args = parser.parse_args()
+    print(
+        json.dumps(main(args.data, batch=args.batch, event_time=args.event_time, launcher=args.launcher), default=str)
+    )
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1])), default=str))
+    cli()

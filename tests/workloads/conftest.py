@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mlkit_dev import REPO
-from mlkit_dev.demo_data import TELCO, record_batches
+from mlkit_dev.demo_data import TELCO, record_batches, second_batch
 from mlkit_dev.local import LocalS3
 from mlkit_dev.storage_emulators import start
 
@@ -50,7 +50,8 @@ def spark(s3_store, gcs_store):
 @pytest.fixture(scope="session")
 def closed_loop(spark, tmp_path_factory):
     """mlkit_dev/monitoring_loop.py run once on a January feature store and a champion trained on it: the
-    champion's TrainingReport and the loop's story. Its data directory is ``story["data"]``."""
+    champion's TrainingReport and the loop's story. Its data directory is ``story["data"]``, the batch it
+    ingested ``story["march"]``."""
     from workloads.common.featurestore import FeatureStore
     from workloads.common.specs import load_spec
     from workloads.features.job import run_batch
@@ -66,8 +67,13 @@ def closed_loop(spark, tmp_path_factory):
     champion = train(
         store, load_config(CONFIG, epochs=8, patience=3), tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
     )
+    # As make demo runs it: another month's batch between the normal and the drifted traffic, and the retraining
+    # through the training pipeline under kfp.local.
+    march = second_batch(data / "batches" / "2026-03.csv", seed=11)
+    loop = ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)]
+    loop += ["--batch", str(march.path), "--event-time", "2026-03-01T00:00:00Z", "--launcher", "local-pipeline"]
     done = subprocess.run(
-        ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)],
+        loop,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -75,4 +81,4 @@ def closed_loop(spark, tmp_path_factory):
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    return champion, {**json.loads(done.stdout.strip().splitlines()[-1]), "data": data}
+    return champion, {**json.loads(done.stdout.strip().splitlines()[-1]), "data": data, "march": march}

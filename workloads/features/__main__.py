@@ -5,7 +5,9 @@ Exit codes: 0 ok, 1 the batch or spec was rejected (nothing written), 2 a usage 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +37,20 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """File descriptor 1 points at stderr inside the block, for this process and the JVM it starts."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def fail(message: str) -> None:
@@ -73,9 +89,12 @@ def ingest(
     except (SpecError, JobError) as e:
         fail(str(e))
     try:
-        feature_store = FeatureStore.open(store)
-        spark = spark_session("mlkit-feature-job", feature_store.store)
-        reports = run_batch(spark, feature_store, specs, source, event_time=when, batch_id=batch_id)
+        # The JVM writes to this process's stdout (Hudi's object-size estimator warns there): with --json,
+        # stdout must hold the JSON alone.
+        with stdout_to_stderr() if as_json else contextlib.nullcontext():
+            feature_store = FeatureStore.open(store)
+            spark = spark_session("mlkit-feature-job", feature_store.store)
+            reports = run_batch(spark, feature_store, specs, source, event_time=when, batch_id=batch_id)
     except (JobError, SparkSetupError, FeatureStoreError) as e:
         fail(str(e))
     publish(

@@ -32,7 +32,8 @@ A launch that fails releases its claim and answers 503, so the resend starts it.
 claim and its launch leaves the claim in state ``claimed``: that episode starts nothing more (at most once, never
 twice), and the answer says which claim to delete to let the next resend start it.
 
-Launchers share one small interface (``Launcher.launch``): ``local`` (the training command), ``job`` (a Job from
+Launchers share one small interface (``Launcher.launch``): ``local`` (the training command, or with
+``local-pipeline`` the training pipeline under kfp.local), ``job`` (a Job from
 the chart's template), ``kfp`` (a run of the training pipeline on Kubeflow Pipelines, workloads/pipeline, with the
 same config and tags; claims in the team namespace as for ``job``).
 """
@@ -176,6 +177,15 @@ class Retrain:
     tracking_uri: str
     tags: dict[str, str]
 
+    def pipeline_command(self, config_path: str, pipeline_root: str, python: str = "python") -> list[str]:
+        """The training pipeline run on this machine with kfp.local (workloads/pipeline/__main__.py `run-local`)."""
+        return [
+            python,
+            *("-m", "workloads.pipeline", "run-local", "--config", config_path, "--pipeline-root", pipeline_root),
+            *("--store", self.store, "--tracking-uri", self.tracking_uri),
+            *("--param", f"tags={json.dumps(self.tags, sort_keys=True)}"),
+        ]
+
     def command(self, config_path: str, python: str = "python") -> list[str]:
         """The training CLI's command line (workloads/training/__main__.py `train`)."""
         tags = [arg for key, value in sorted(self.tags.items()) for arg in ("--tag", f"{key}={value}")]
@@ -220,13 +230,12 @@ class Launcher(ABC):
 
 
 class LocalLauncher(Launcher):
-    """The training command as a detached subprocess; its config, command, pid, log and exit code in
-    ``directory/<name>/``."""
+    """The training command (or, with ``pipeline``, the training pipeline under kfp.local) as a detached
+    subprocess; its config, command, pid, log and exit code in ``directory/<name>/``."""
 
-    kind = "local"
-
-    def __init__(self, directory: Path, python: str = sys.executable):
-        self.directory, self.python = directory, python
+    def __init__(self, directory: Path, python: str = sys.executable, *, pipeline: bool = False):
+        self.directory, self.python, self.pipeline = directory, python, pipeline
+        self.kind = "local-pipeline" if pipeline else "local"
 
     def launch(self, retrain: Retrain) -> Launched:
         run_dir = self.directory / retrain.name
@@ -234,7 +243,10 @@ class LocalLauncher(Launcher):
             run_dir.mkdir(parents=True, exist_ok=True)
             config = run_dir / "config.json"
             config.write_text(json.dumps(retrain.config, indent=2) + "\n")
-            command = retrain.command(str(config), python=self.python)
+            if self.pipeline:
+                command = retrain.pipeline_command(str(config), str(run_dir / "pipeline"), python=self.python)
+            else:
+                command = retrain.command(str(config), python=self.python)
             (run_dir / "command.json").write_text(json.dumps(command, indent=2) + "\n")
             # The kit's packages from this checkout, wherever the receiver was started.
             path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
@@ -886,6 +898,7 @@ cli = typer.Typer(
 
 class LauncherKind(StrEnum):
     local = "local"
+    local_pipeline = "local-pipeline"
     job = "job"
     kfp = "kfp"
 
@@ -909,7 +922,11 @@ def serve(
     ] = None,
     launcher: Annotated[
         LauncherKind,
-        typer.Option("--launcher", help="local: a subprocess here; job: a Kubernetes Job; kfp: a pipeline run"),
+        typer.Option(
+            "--launcher",
+            help="local: the training command here; local-pipeline: the pipeline here (kfp.local); "
+            "job: a Kubernetes Job; kfp: a Kubeflow Pipelines run",
+        ),
     ] = LauncherKind.local,
     kfp_host: Annotated[
         str | None, typer.Option("--kfp-host", help="kfp launcher: the KFP API, e.g. http://ml-pipeline.kubeflow:8888")
@@ -970,7 +987,8 @@ def serve(
             namespace = api.namespace
         else:
             state = state_dir or default_state_dir()
-            chosen, claims = LocalLauncher(state / "runs"), DirectoryClaims(state / "claims")
+            pipeline = launcher is LauncherKind.local_pipeline
+            chosen, claims = LocalLauncher(state / "runs", pipeline=pipeline), DirectoryClaims(state / "claims")
             namespace = namespace or (profile.namespace if profile else None)
     except (TriggerError, SettingsError) as e:
         typer.echo(f"error: {e}", err=True)
