@@ -7,10 +7,8 @@ traffic, the platform's drift alert, the retraining it triggers and the champion
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from rich.table import Table
 
 from mlkit_dev import REPO
 from mlkit_dev.demo_data import TELCO, record_batches, second_batch
+from mlkit_dev.local import run_confined
 from workloads.common.featurestore import FeatureStore
 from workloads.common.spark import spark_session
 from workloads.common.specs import load_spec
@@ -130,23 +129,12 @@ def serving_stage(data: Path) -> None:
     console.rule("[bold]3. Serving: the champion behind Seldon Core's microservice, on loopback")
     request_log = data / "serving" / "requests"
     shutil.rmtree(request_log, ignore_errors=True)
-    served = subprocess.run(
-        [
-            "scripts/confined",
-            ".venv/serving/bin/python",
-            "-m",
-            "mlkit_dev.serving_demo",
-            str(data / "mlflow" / "mlflow.db"),
-            str(request_log),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if served.returncode != 0:
-        raise SystemExit(f"the serving stage failed:\n{served.stderr[-3000:]}")
-    result = json.loads(served.stdout.strip().splitlines()[-1])
+    try:
+        result = run_confined(
+            ".venv/serving/bin/python", "mlkit_dev.serving_demo", str(data / "mlflow" / "mlflow.db"), str(request_log)
+        )
+    except RuntimeError as e:
+        raise SystemExit(f"the serving stage failed:\n{e}") from None
     churned = pd.read_csv(TELCO, dtype=str).set_index("customerID")["Churn"]
     table = Table(
         title=f"models:/churn-classifier@champion (v{result['predictions'][0]['version']}), POST /api/v1.0/predictions",
@@ -168,19 +156,12 @@ def serving_stage(data: Path) -> None:
 
 def monitoring_stage(data: Path) -> None:
     console.rule("[bold]4. Monitoring: drifted traffic -> drift job -> Prometheus alert -> retraining -> champion gate")
-    march = second_batch(data / "batches" / "2026-03.csv", seed=11)  # another month's snapshot
-    loop = ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)]
-    loop += ["--batch", str(march.path), "--event-time", "2026-03-01T00:00:00Z", "--launcher", "local-pipeline"]
-    looped = subprocess.run(
-        loop,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if looped.returncode != 0:
-        raise SystemExit(f"the monitoring stage failed:\n{looped.stderr[-3000:]}")
-    story = json.loads(looped.stdout.strip().splitlines()[-1])
+    from mlkit_dev.monitoring_loop import demo_run
+
+    try:
+        march, story = demo_run(data)
+    except RuntimeError as e:
+        raise SystemExit(f"the monitoring stage failed:\n{e}") from None
     console.print(
         "on loopback: the champion behind Seldon's microservice, a Pushgateway, Prometheus with the platform's alert "
         "rules (infra/components/alerts.py; the drift alert's `for` cut to seconds), Alertmanager, the retraining trigger"

@@ -7,6 +7,7 @@ seldon-core-microservice binds 0.0.0.0: callers run it inside a private network 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -36,6 +37,16 @@ def free_port() -> int:
 def only_loopback() -> bool:
     # if_nameindex reads this process's network namespace (/sys/class/net shows the mounter's).
     return {name for _, name in socket.if_nameindex()} <= {"lo"}
+
+
+def run_confined(python: str, module: str, *args: str, timeout: float | None = None) -> dict:
+    """``python -m module args`` inside scripts/confined (a private network namespace); the last line it prints,
+    as JSON. RuntimeError with the tail of its stderr when it fails."""
+    command = ["scripts/confined", python, "-m", module, *args]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class LocalProcess:

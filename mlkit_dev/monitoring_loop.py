@@ -26,8 +26,8 @@ import pandas as pd
 import requests
 
 from mlkit_dev import REPO
-from mlkit_dev.demo_data import TELCO
-from mlkit_dev.local import LocalMlflow, LocalProcess, LocalServer, free_port, only_loopback
+from mlkit_dev.demo_data import TELCO, SecondBatch, second_batch
+from mlkit_dev.local import LocalMlflow, LocalProcess, LocalServer, free_port, only_loopback, run_confined
 from mlkit_dev.observability import LocalAlertmanager, LocalPrometheus, LocalPushgateway
 
 MODEL = "churn-classifier"
@@ -35,6 +35,7 @@ SPECS = REPO / "workloads" / "features" / "specs"
 TABLES = ("customer_features", "churn_labels")
 SERVING_PYTHON = str(REPO / ".venv" / "serving" / "bin" / "python")
 INFRA_PYTHON = str(REPO / ".venv" / "infra" / "bin" / "python")
+WORKLOADS_PYTHON = ".venv/workloads/bin/python"
 TOKEN = "loop-token"
 
 
@@ -264,8 +265,9 @@ def main(
         # Alertmanager -> the trigger -> training, the served version's config on the latest features.
         [claim] = wait_for("the trigger's claim", lambda: list((work / "retrain" / "claims").glob("*.json")), 60)
         run_dir = work / "retrain" / "runs" / claim.stem
-        code = wait_for("the retraining run", lambda: (run_dir / "exit-code").is_file() and run_dir, 600, 1)
-        code = int((run_dir / "exit-code").read_text())
+        exit_code = run_dir / "exit-code"  # the local launcher writes it when the run ends
+        wait_for("the retraining run", exit_code.is_file, 600, 1)
+        code = int(exit_code.read_text())
         if code != 0:
             raise RuntimeError(f"retraining exited {code}: {(run_dir / 'train.log').read_text()[-3000:]}")
         [version] = retrained(client, MODEL)
@@ -292,6 +294,17 @@ def main(
     story["seconds"] = round(time.monotonic() - began, 1)
     (work / "story.json").write_text(json.dumps(story, indent=2, default=str) + "\n")
     return story
+
+
+def demo_run(data: Path, timeout: float | None = None) -> tuple[SecondBatch, dict]:
+    """The loop as `make demo` (and its test) runs it, confined: another month's batch between the normal and
+    the drifted traffic, and the retraining through the training pipeline under kfp.local. The batch, the story."""
+    march = second_batch(data / "batches" / "2026-03.csv", seed=11)
+    args = [str(data), "--batch", str(march.path), "--event-time", "2026-03-01T00:00:00Z"]
+    story = run_confined(
+        WORKLOADS_PYTHON, "mlkit_dev.monitoring_loop", *args, "--launcher", "local-pipeline", timeout=timeout
+    )
+    return march, story
 
 
 def cli() -> None:

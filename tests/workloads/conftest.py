@@ -3,15 +3,13 @@ run of the closed monitoring loop."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
 
 from mlkit_dev import REPO
-from mlkit_dev.demo_data import TELCO, record_batches, second_batch
+from mlkit_dev.demo_data import TELCO, record_batches
 from mlkit_dev.local import LocalS3
 from mlkit_dev.storage_emulators import start
 
@@ -67,18 +65,7 @@ def closed_loop(spark, tmp_path_factory):
     champion = train(
         store, load_config(CONFIG, epochs=8, patience=3), tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
     )
-    # As make demo runs it: another month's batch between the normal and the drifted traffic, and the retraining
-    # through the training pipeline under kfp.local.
-    march = second_batch(data / "batches" / "2026-03.csv", seed=11)
-    loop = ["scripts/confined", ".venv/workloads/bin/python", "-m", "mlkit_dev.monitoring_loop", str(data)]
-    loop += ["--batch", str(march.path), "--event-time", "2026-03-01T00:00:00Z", "--launcher", "local-pipeline"]
-    done = subprocess.run(
-        loop,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return champion, {**json.loads(done.stdout.strip().splitlines()[-1]), "data": data, "march": march}
+    from mlkit_dev.monitoring_loop import demo_run
+
+    march, story = demo_run(data, timeout=900)  # as make demo runs it
+    return champion, {**story, "data": data, "march": march}
