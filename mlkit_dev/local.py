@@ -222,10 +222,11 @@ def drive(
     total: int,
     deadline_s: float = 120,
     on_answer: Callable[[int, int, float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     """Send bodies round-robin: a bounded count, a bounded time, loopback only. A body is POSTed as JSON to
     the predictions endpoint; a requests.Request (any method, path relative to url) is sent as it is.
-    on_answer(i, status, monotonic time) sees each answer as it arrives."""
+    on_answer(i, status, monotonic time) sees each answer as it arrives; setting stop ends the load early."""
     assert url.startswith("http://127.0.0.1:"), "load is only ever sent to this machine's loopback"
     endpoint = f"{url}/api/v1.0/predictions"
     local = threading.local()  # one keep-alive session per client thread: Session is not thread-safe
@@ -257,15 +258,23 @@ def drive(
             on_answer(i, status, time.monotonic())
         return status
 
-    return measure(post, concurrency=concurrency, total=total, deadline_s=deadline_s)
+    return measure(post, concurrency=concurrency, total=total, deadline_s=deadline_s, stop=stop)
 
 
-def measure(call: Callable[[int], int], *, concurrency: int, total: int, deadline_s: float = 120) -> LoadResult:
-    """Run call(i) for i in range(total) from `concurrency` threads; each returns a status, each is timed."""
+def measure(
+    call: Callable[[int], int],
+    *,
+    concurrency: int,
+    total: int,
+    deadline_s: float = 120,
+    stop: threading.Event | None = None,
+) -> LoadResult:
+    """Run call(i) for i in range(total) from `concurrency` threads; each returns a status, each is timed.
+    Calls not started by the deadline, or once stop is set, are skipped and not counted."""
     result, stop_at = LoadResult(), time.monotonic() + deadline_s
 
     def one(i: int) -> tuple[int, float]:
-        if time.monotonic() > stop_at:
+        if time.monotonic() > stop_at or (stop is not None and stop.is_set()):
             return -1, 0.0
         started = time.perf_counter()
         status = call(i)
