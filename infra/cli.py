@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a failed check or invalid stack, 2 a usage error.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -113,10 +114,76 @@ def stacks(as_json: JsonOpt = False) -> None:
         )
 
 
+@app.command("policy-config")
+def policy_config(stack: StackArg) -> None:
+    """Print the policy pack's config for STACK (`make policy` passes it to `pulumi preview --policy-pack-config`)."""
+    from infra.policies import pack_config  # the pack's SDK only where the pack is asked for
+
+    try:
+        config = load_stack_file(stack)
+    except StackConfigError as e:
+        out.print(str(e), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    print(json.dumps(pack_config(config), indent=2))
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON schema of the `mlkit:` stack config (for editor completion and CI checks)."""
     print(json.dumps(StackConfig.model_json_schema(by_alias=True), indent=2))
+
+
+@app.command()
+def verify(
+    stack: StackArg,
+    team: Annotated[str | None, typer.Option("--team", help="check this team only; default: every team")] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option("--kubeconfig", help="default: the stack's (target existing), else KUBECONFIG")
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="default: the stack's, else the current one")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="probe pods' image; default: the kit's mlkit-training in mlkit:images")
+    ] = None,
+    gpu_image: Annotated[
+        str | None, typer.Option("--gpu-image", help="the GPU probe's image (CUDA, torch, python3)")
+    ] = None,
+    check: Annotated[
+        str | None, typer.Option("--check", "-k", help="only checks whose name matches (a pytest -k expression)")
+    ] = None,
+    pod_timeout: Annotated[float, typer.Option("--pod-timeout", help="seconds a probe pod may take to start")] = 180,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove a deployed stack works: GPUs, storage and identity, reachability, pod security (docs/verify.md).
+
+    Exit codes: 0 every check passed (or is not verifiable on this cluster), 1 a check failed, 2 bad input.
+    """
+    from infra import verify as suite  # pytest and testinfra load for this command only
+    from infra.verify import report
+
+    try:
+        deployment = suite.resolve(
+            stack,
+            team=team,
+            kubeconfig=kubeconfig,
+            context=context,
+            probe_image=image,
+            gpu_image=gpu_image or suite.DEFAULT_GPU_IMAGE,
+            pod_timeout=pod_timeout,
+        )
+    except suite.BadInput as e:
+        typer.echo(f"mlkit verify: {e}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        results = suite.run_checks(deployment, select=check)
+    except suite.SuiteError as e:
+        typer.echo(f"mlkit verify: {e}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(report.to_json(results, deployment.stack))
+    else:
+        out.print(report.table(results, f"readiness of stack {deployment.stack} ({deployment.server})"))
+        out.print(report.summary_line(results), markup=False, highlight=False)
+    raise typer.Exit(report.exit_code(results))
 
 
 def main() -> None:
