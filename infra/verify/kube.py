@@ -114,7 +114,12 @@ def probe_pod(
         "command": command,
         "securityContext": security,
         "resources": resources or {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "volumeMounts": [{"name": "profile", "mountPath": str(Path(PROFILE_MOUNT).parent), "readOnly": True}],
+        # A writable /tmp (and HOME there): the root filesystem may be read-only under the kit's security context.
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [
+            {"name": "profile", "mountPath": str(Path(PROFILE_MOUNT).parent), "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
         **({"envFrom": [{"secretRef": {"name": keys}}]} if keys else {}),
     }
     return {
@@ -133,7 +138,10 @@ def probe_pod(
             "nodeSelector": node_selector or {},
             "tolerations": tolerations or [],
             "containers": [container],
-            "volumes": [{"name": "profile", "configMap": {"name": PROFILE_CONFIGMAP}}],
+            "volumes": [
+                {"name": "profile", "configMap": {"name": PROFILE_CONFIGMAP}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            ],
         },
     }
 
