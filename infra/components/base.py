@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,13 +12,37 @@ from infra.sources import Sources
 from infra.target import Access, ClusterTarget
 
 PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
-# What Pod Security's "restricted" level asks of every container the kit writes itself.
+# What Pod Security's "restricted" level asks of every container the kit writes itself, and a read-only
+# root filesystem (the policy pack's kit-workloads-hardened): what a container writes goes to a volume.
 RESTRICTED: k8s.core.v1.SecurityContextArgsDict = {
     "run_as_non_root": True,
+    "read_only_root_filesystem": True,
     "allow_privilege_escalation": False,
     "capabilities": {"drop": ["ALL"]},
     "seccomp_profile": {"type": "RuntimeDefault"},
 }
+# The same, as Helm values spell it: for upstream charts that take a container securityContext.
+RESTRICTED_VALUES = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+# Pod Security Admission levels, least to most strict (docs/security.md lists each namespace's and why).
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+
+
+def pod_security_labels(enforce: PodSecurityLevel) -> dict[str, str]:
+    """The API server refuses pods below ``enforce``; below restricted, it still warns and audits what
+    restricted would refuse, so a chart upgrade that could go stricter shows up in `kubectl` and the audit log."""
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
 
 
 class HttpProbes(TypedDict):
@@ -63,10 +87,13 @@ class PlatformComponent(pulumi.ComponentResource):
         waits = [*self.target.nodes_ready, *depends_on]
         return pulumi.ResourceOptions.merge(self.k8s_opts, pulumi.ResourceOptions(depends_on=waits))
 
-    def namespace(self, name: str, labels: dict[str, str] | None = None) -> k8s.core.v1.Namespace:
+    def namespace(
+        self, name: str, pod_security: PodSecurityLevel, labels: dict[str, str] | None = None
+    ) -> k8s.core.v1.Namespace:
+        """A namespace whose pods the API server holds to ``pod_security`` (the strictest its workloads allow)."""
         return k8s.core.v1.Namespace(
             f"{self.name}-ns-{name}",
-            metadata={"name": name, "labels": {**PART_OF, **(labels or {})}},
+            metadata={"name": name, "labels": {**PART_OF, **pod_security_labels(pod_security), **(labels or {})}},
             opts=self.k8s_opts,
         )
 

@@ -12,7 +12,11 @@ class GpuDevicePlugin(PlatformComponent):
         super().__init__("GpuDevicePlugin", name, target, opts, sources)
         self.plugin = None
         if config.enabled and target.gpu.has_gpu_nodes and not target.gpu.device_plugin_managed:
-            namespace = self.namespace("nvidia-device-plugin")
+            namespace = self.namespace(
+                # The plugin mounts the kubelet's device-plugin socket directory (hostPath).
+                "nvidia-device-plugin",
+                "privileged",
+            )
             self.plugin = self.release_of(namespace, config.version)
         self.register_outputs({})
 

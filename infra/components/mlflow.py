@@ -26,6 +26,9 @@ from mlkit_contract import CREDENTIALS_SECRET
 from workloads.mlflow import auth
 
 NAMESPACE = "mlflow"
+# The root filesystems are read-only: uploads, gunicorn's and Postgres' scratch files go here.
+TMP_VOLUME: k8s.core.v1.VolumeArgsDict = {"name": "tmp", "empty_dir": {}}  # unbounded, as the root filesystem was
+TMP_MOUNT: k8s.core.v1.VolumeMountArgsDict = {"name": "tmp", "mount_path": "/tmp"}
 PORT = 5000
 ARTIFACT_PREFIX = "mlflow"
 URL = f"http://mlflow.{NAMESPACE}.svc.cluster.local:{PORT}"  # how team pods reach it (the team profile's trackingUri)
@@ -56,7 +59,7 @@ class Mlflow(PlatformComponent):
         opts=None,
     ):
         super().__init__("Mlflow", name, target, opts)
-        namespace = self.namespace(NAMESPACE)
+        namespace = self.namespace(NAMESPACE, "restricted")  # every pod here is the kit's own
         database_url = self._database(config, namespace)
         auth_secrets = self._auth(database_url, teams or {}, namespace)
         database = k8s.core.v1.Secret(
@@ -107,7 +110,7 @@ class Mlflow(PlatformComponent):
                                 "image": image,
                                 "args": ["python", auth.IMAGE_PATH, "sync", "--users", auth.USERS_DIR],
                                 "env": env,
-                                "volume_mounts": auth_mounts,
+                                "volume_mounts": [*auth_mounts, TMP_MOUNT],
                                 "resources": {
                                     "requests": {"cpu": "100m", "memory": "256Mi"},
                                     "limits": {"memory": "512Mi"},
@@ -132,7 +135,7 @@ class Mlflow(PlatformComponent):
                                 ],
                                 "ports": [{"name": "http", "container_port": PORT}],
                                 "env": env,
-                                "volume_mounts": [auth_mounts[0]],
+                                "volume_mounts": [auth_mounts[0], TMP_MOUNT],
                                 "env_from": [{"secret_ref": {"name": "mlflow-object-store"}}]
                                 if binding.credentials
                                 else [],
@@ -147,6 +150,7 @@ class Mlflow(PlatformComponent):
                         "volumes": [
                             {"name": "auth", "secret": {"secret_name": "mlflow-auth", "default_mode": 0o440}},
                             {"name": "users", "secret": {"secret_name": "mlflow-users", "default_mode": 0o440}},
+                            TMP_VOLUME,
                         ],
                     },
                 },
@@ -251,7 +255,11 @@ class Mlflow(PlatformComponent):
                                     "exec_": {"command": ["pg_isready", "-U", "mlflow"]},
                                     "period_seconds": 10,
                                 },
-                                "volume_mounts": [{"name": "data", "mount_path": "/var/lib/postgresql/data"}],
+                                "volume_mounts": [
+                                    {"name": "data", "mount_path": "/var/lib/postgresql/data"},
+                                    TMP_MOUNT,
+                                    {"name": "socket", "mount_path": "/var/run/postgresql"},
+                                ],
                                 "resources": {
                                     "requests": {"cpu": "250m", "memory": "512Mi"},
                                     "limits": {"memory": "1Gi"},
@@ -259,6 +267,7 @@ class Mlflow(PlatformComponent):
                                 "security_context": RESTRICTED,
                             }
                         ],
+                        "volumes": [TMP_VOLUME, {"name": "socket", "empty_dir": {"medium": "Memory"}}],
                     },
                 },
                 "volume_claim_templates": [

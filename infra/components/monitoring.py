@@ -44,7 +44,11 @@ class Monitoring(PlatformComponent):
         # The label TeamWorkspace gives team namespaces (teams.py imports this module, hence here).
         from infra.components.teams import TEAM_LABEL
 
-        namespace = self.namespace(NAMESPACE)
+        namespace = self.namespace(
+            # The chart's node-exporter DaemonSet reads the host (hostNetwork, hostPID, hostPath /proc and /sys).
+            NAMESPACE,
+            "privileged",
+        )
         everything = {
             f"{kind}SelectorNilUsesHelmValues": False for kind in ("serviceMonitor", "podMonitor", "rule", "probe")
         }
@@ -182,7 +186,7 @@ class Monitoring(PlatformComponent):
                                     "requests": {"cpu": "50m", "memory": "64Mi"},
                                     "limits": {"cpu": "500m", "memory": "256Mi"},
                                 },
-                                "security_context": {**RESTRICTED, "read_only_root_filesystem": True},
+                                "security_context": RESTRICTED,
                                 "volume_mounts": [{"name": "data", "mount_path": "/data"}],
                             }
                         ],

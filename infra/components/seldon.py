@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.components.base import PlatformComponent
+from infra.components.base import RESTRICTED_VALUES, PlatformComponent
 from infra.config import SeldonCore as SeldonCoreConfig
 from infra.target import WEBHOOK_PORTS, ClusterTarget
 
@@ -13,7 +13,7 @@ class SeldonCore(PlatformComponent):
     def __init__(self, name: str, target: ClusterTarget, config: SeldonCoreConfig, opts=None, sources=None):
         super().__init__("SeldonCore", name, target, opts, sources)
         # The config schema refuses a BSL-licensed version unless acceptLicense says BSL-1.1.
-        namespace = self.namespace(NAMESPACE)
+        namespace = self.namespace(NAMESPACE, "restricted")
         self.operator = self.release(
             "seldon-core",
             "seldon-core-operator",
@@ -28,6 +28,9 @@ class SeldonCore(PlatformComponent):
                 # where no pod runs, the operator is left to create it, so SeldonDeployments are admitted.
                 "managerCreateResources": not target.pods_run,
                 "webhook": {"port": WEBHOOK_PORTS["seldon-core-operator"]},  # the port targets' firewalls open
+                # The chart sets only runAsUser; what Pod Security `restricted` asks besides. (The chart pastes
+                # this value into the manager's container as it is, so it holds the securityContext key.)
+                "manager": {"containerSecurityContext": {"securityContext": RESTRICTED_VALUES}},
             },
             namespace,
         )

@@ -29,7 +29,7 @@ class SparkOperator(PlatformComponent):
         """``job_namespaces``: the team namespaces it watches (the chart needs them to exist);
         ``monitoring``: the release bringing the PodMonitor CRD, without which the chart refuses a PodMonitor."""
         super().__init__("SparkOperator", name, target, opts, sources)
-        namespace = self.namespace(NAMESPACE)
+        namespace = self.namespace(NAMESPACE, "restricted")  # the chart's pods meet it as they come
         self.operator = self.release(
             "spark-operator",
             "spark-operator",

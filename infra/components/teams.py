@@ -75,7 +75,7 @@ class TeamWorkspace(PlatformComponent):
         super().__init__("TeamWorkspace", name, target, opts)
         self.pushgateway = pushgateway
         ns = team.name
-        self.namespace_resource = self.namespace(ns, {TEAM_LABEL: ns})
+        self.namespace_resource = self.namespace(ns, "restricted", {TEAM_LABEL: ns})
         after_ns = self.namespace_resource
         quota = team.quotas
         k8s.core.v1.ResourceQuota(
