@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(INFRA):$(PATH)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 PYTEST_ARGS ?=
 
-.PHONY: help setup cluster-tools cluster cluster-down images pipeline test test-slow lint fmt demo bench lock validate doctor preview up destroy
+.PHONY: help setup cluster-tools cluster cluster-down images pipeline test test-slow lint fmt scan demo bench lock validate doctor preview up destroy policy verify
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -101,3 +101,16 @@ preview up destroy: setup
 	mkdir -p .pulumi-state
 	pulumi stack select --create $(STACK)
 	pulumi $@ --stack $(STACK)
+
+# The kit's policy pack (policy/, docs/security.md) over what STACK would create: mandatory violations fail.
+policy: setup ## pulumi preview STACK with the kit's policy pack: each violation named with its resource and fix
+	mlkit validate $(STACK)
+	mkdir -p .pulumi-state
+	pulumi stack select --create $(STACK)
+	mkdir -p build/policy
+	mlkit policy-config $(STACK) > build/policy/$(STACK).json
+	pulumi preview --stack $(STACK) --policy-pack policy --policy-pack-config build/policy/$(STACK).json
+
+# After `make up`: checks the deployed platform from inside a team namespace (docs/verify.md).
+verify: setup ## prove a deployed STACK works (GPUs, storage and identity, reachability, pod security); --json with ARGS
+	mlkit verify $(STACK) $(ARGS)

@@ -135,6 +135,11 @@ class NodePool(ConfigModel):
     disk_size_gb: int = Field(default=100, ge=20, le=4096)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
+    min_size_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        description="why a GPU pool keeps minSize nodes running when idle (the policy pack asks for minSize 0 otherwise)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -452,6 +457,33 @@ class Images(ConfigModel):
         return f"{self.registry}/{name}:{self.tag}"
 
 
+# --- policy pack -----------------------------------------------------------------------
+
+# The policies of infra/policies.py (`make policy`), by name.
+POLICY_NAMES = (
+    "object-store-private-encrypted-tls",
+    "gpu-pools-scale-to-zero",
+    "no-static-cloud-keys",
+    "kit-workloads-hardened",
+    "no-floating-image-tags",
+    "seldon-core-licence",
+)
+
+
+class Policy(ConfigModel):
+    """How `make policy` treats each policy of the kit's pack: mandatory (fails the preview) unless named here."""
+
+    levels: dict[str, Literal["mandatory", "advisory", "disabled"]] = Field(default_factory=dict)
+
+    @field_validator("levels")
+    @classmethod
+    def _known_policies(cls, levels: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(levels) - set(POLICY_NAMES))
+        if unknown:
+            raise ValueError(f"unknown policy {', '.join(unknown)}: the pack has {', '.join(POLICY_NAMES)}")
+        return levels
+
+
 # --- teams -----------------------------------------------------------------------------
 
 
@@ -500,6 +532,9 @@ class TargetConfig(ConfigModel):
     provisions_nodes: ClassVar[bool] = True
     # Regex and description the cluster's name (`mlkit-<stack>`) must match on this target.
     cluster_name_rule: ClassVar[tuple[str, str]] = (r".+", "any name")
+    # Whether workloads reach the object store with keys (no workload identity here): the policy pack
+    # refuses cloud keys in Secrets everywhere else.
+    store_keys: ClassVar[bool] = False
 
     def bucket_name_problem(self, name: str) -> str | None:
         """Why ``name`` is not a valid bucket name here, or None. S3/GCS rules by default."""

@@ -28,6 +28,7 @@ from infra.config import (
     NodePool,
     ObjectStorage,
     Platform,
+    Policy,
     TargetConfig,
     Team,
 )
@@ -111,6 +112,7 @@ class StackConfig(ConfigModel):
     teams: list[Team] = Field(default_factory=list)
     charts: ChartSource = ChartSource()
     images: Images = Images()
+    policy: Policy = Policy()
 
     @model_validator(mode="after")
     def _cross_field(self, info: ValidationInfo) -> StackConfig:

@@ -79,6 +79,7 @@ class ExistingConfig(TargetConfig):
         t: r"" for t in ("t4", "l4", "l40s", "a10", "a10g", "a30", "a40", "v100", "a100", "a100-80gb", "h100", "h200")
     }
     provisions_nodes: ClassVar[bool] = False
+    store_keys: ClassVar[bool] = True  # the configured objectStore keys (secrets), in each team namespace
 
     kubeconfig: ProjectPath | None = Field(
         default=None,

@@ -41,6 +41,7 @@ class KindConfig(TargetConfig):
     type: Literal["kind"]  # pyright: ignore[reportIncompatibleVariableOverride] - each block narrows its tag
     # The control-plane node runs system pods, and workers are containers, not machines.
     provisions_nodes: ClassVar[bool] = False
+    store_keys: ClassVar[bool] = True  # the in-cluster SeaweedFS keys, in each team namespace
 
     cluster_name: DnsLabel = "mlkit"
     node_image: str = Field(default="kindest/node:v1.34.0", description="pins the Kubernetes version of the nodes")

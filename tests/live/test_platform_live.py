@@ -234,6 +234,135 @@ def test_a_chart_installed_where_no_profile_is_fails_naming_the_configmap(stack)
     kubectl(stack, "delete", "namespace", "no-team", "--wait=false")
 
 
+# --- guardrails: Pod Security Admission and the policy pack, decided by the real API server and CLI ---------
+
+# What each kit namespace enforces, and why (docs/security.md): the strictest level its pods allow.
+POD_SECURITY = {
+    "churn": "restricted",
+    "fraud": "restricted",
+    "mlflow": "restricted",
+    "spark-operator": "restricted",
+    "seldon-system": "restricted",
+    "kubeflow": "baseline",  # KFP's own manifests (MySQL, SeaweedFS, Argo run as root)
+    "monitoring": "privileged",  # node-exporter reads the host
+    "nvidia-device-plugin": "privileged",  # the kubelet's device-plugin socket (hostPath)
+}
+PRIVILEGED_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "root-shell"},
+    "spec": {"containers": [{"name": "shell", "image": "busybox:1.37", "securityContext": {"privileged": True}}]},
+}
+
+
+def test_each_kit_namespace_enforces_its_pod_security_level(stack):
+    for namespace, level in POD_SECURITY.items():
+        [ns] = objects(stack, "namespaces", "--field-selector", f"metadata.name={namespace}")
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == level, namespace
+
+
+def test_the_api_server_refuses_a_privileged_pod_in_a_team_namespace(stack):
+    for team in ("churn", "fraud"):
+        result = kubectl(stack, "apply", "-n", team, "-f", "-", stdin=json.dumps(PRIVILEGED_POD), check=False)
+        assert result.returncode != 0
+        assert 'violates PodSecurity "restricted:latest": privileged (container "shell" must not set' in result.stderr
+    assert not objects(stack, "pods", "-n", "churn", "--field-selector", "metadata.name=root-shell")
+
+
+def pod_specs(manifest: dict) -> list[dict]:
+    """The pods a chart's object makes: templates as written, SeldonDeployment components, and Spark's
+    driver and executor pods as the operator builds them from spec.driver and spec.executor."""
+    kind, spec = manifest["kind"], manifest.get("spec", {})
+    if kind in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
+        return [spec["template"]["spec"]]
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if kind == "SeldonDeployment":
+        return [c["spec"] for p in spec["predictors"] for c in p["componentSpecs"]]
+    if kind in {"SparkApplication", "ScheduledSparkApplication"}:
+        app = spec.get("template", spec)
+        return [
+            {
+                "securityContext": app[role].get("podSecurityContext", {}),
+                "containers": [
+                    {
+                        "name": f"spark-kubernetes-{role}",
+                        "image": app["image"],
+                        "securityContext": app[role]["securityContext"],
+                    }
+                ],
+            }
+            for role in ("driver", "executor")
+        ]
+    return []
+
+
+def test_the_kit_charts_pods_are_admitted_in_a_team_namespace(stack, tmp_path):
+    values = tmp_path / "features.yaml"
+    values.write_text(yaml.safe_dump({"specs": SPECS}))
+    charts = {
+        "features": ("feature-job", ["-f", str(values)]),
+        "model": ("model-serving", []),
+        "drift": ("drift-monitor", []),
+    }
+    pods = []
+    for release, (chart, extra) in charts.items():
+        rendered = helm(
+            stack, "install", release, str(REPO / "charts" / chart), "-n", "churn", "--dry-run=server", *extra
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        manifests = [m for m in yaml.safe_load_all(rendered.stdout.split("MANIFEST:", 1)[1].split("NOTES:")[0]) if m]
+        pods += [(chart, manifest["metadata"]["name"], spec) for manifest in manifests for spec in pod_specs(manifest)]
+    assert {chart for chart, _, _ in pods} == {"feature-job", "model-serving", "drift-monitor"}
+    for chart, name, spec in pods:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"psa-{name}"[:63]}, "spec": spec}
+        result = kubectl(
+            stack, "create", "--dry-run=server", "-n", "churn", "-f", "-", stdin=json.dumps(pod), check=False
+        )
+        assert result.returncode == 0, f"{chart} {name}: {result.stderr}"
+        assert "PodSecurity" not in result.stderr, f"{chart} {name}: {result.stderr}"
+
+
+def test_the_policy_pack_passes_the_deployed_stack(stack, tmp_path):
+    result = stack.preview(*policy_pack(stack, tmp_path))
+    assert "✅ mlkit-guardrails" in result.stdout, result.stdout[-3000:]
+
+
+def policy_pack(live: LiveStack, tmp_path) -> tuple[str, ...]:
+    """What `make policy` passes to `pulumi preview`: the pack (its executable form: the test build of the
+    Python language host cannot start a policy directory) and its config from `mlkit policy-config`."""
+    stack_file = tmp_path / f"Pulumi.{live.name}.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": live.config}))
+    config = subprocess.run(
+        [str(REPO / ".venv" / "infra" / "bin" / "mlkit"), "policy-config", str(stack_file)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (tmp_path / "policy.json").write_text(config.stdout)
+    return "--policy-pack", str(REPO / "policy" / "serve"), "--policy-pack-config", str(tmp_path / "policy.json")
+
+
+def test_a_stack_breaking_a_mandatory_policy_fails_its_preview_naming_resource_and_fix(stack, tmp_path):
+    bad = LiveStack(stack.cluster, tmp_path / "bad", name="bad")
+    bad.config["mlkit:images"]["tag"] = "latest"
+    bad.init()
+    refused = bad.preview(*policy_pack(bad, tmp_path), check=False)
+    assert refused.returncode != 0
+    assert (
+        "[mandatory]  no-floating-image-tags  (kubernetes:apps/v1:Deployment: mlkit-bad-mlflow-server)"
+        in refused.stdout
+    )
+    assert (
+        "Deployment mlflow/mlflow runs registry.example.internal/mlkit/mlkit-mlflow:latest: pin a version tag"
+        in refused.stdout
+    )
+    # The same violation, made advisory by the stack: reported, and the preview passes.
+    bad.config["mlkit:policy"] = {"levels": {"no-floating-image-tags": "advisory"}}
+    advised = bad.preview(*policy_pack(bad, tmp_path))
+    assert (
+        "[advisory]  no-floating-image-tags  (kubernetes:apps/v1:Deployment: mlkit-bad-mlflow-server)" in advised.stdout
+    )
+
+
 def test_a_second_up_changes_nothing(stack):
     result = stack.preview("--expect-no-changes", check=False)
     assert result.returncode == 0, result.stdout[-4000:]
