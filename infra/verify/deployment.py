@@ -47,7 +47,7 @@ class Deployment:
     simulated: frozenset[str]  # nodes on which no container runs
     probe_image: str
     gpu_image: str
-    local_cluster: Path | None  # the kit's own control plane on this machine (mlkit_dev.simcluster), if that is it
+    local_cluster: Path | None  # the kit's own control plane on this machine (`make cluster`), if that is it
     pod_timeout: float = 180
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -220,7 +220,7 @@ def check_same_cluster(kube: Kube, server: str, name: str, profiles: dict[str, T
 
 
 def local_cluster_dir(kubeconfig: Path, server: str) -> Path | None:
-    """The folder of the kit's own control plane (mlkit_dev.simcluster) when the kubeconfig is its: host checks apply."""
+    """The folder of the kit's own control plane (`make cluster`) when the kubeconfig is its: host checks apply."""
     folder = kubeconfig.resolve().parent
     if urlparse(server).hostname in ("127.0.0.1", "localhost") and (folder / "pids").is_dir():
         return folder

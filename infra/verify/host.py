@@ -1,6 +1,6 @@
 """What the kit's own local runs leave on this machine, seen through testinfra's local backend.
 
-The live test control plane (mlkit_dev.simcluster) keeps its kubeconfig, keys (pki/) and one PID file per
+The live test control plane (`make cluster`) keeps its kubeconfig, keys (pki/) and one PID file per
 process (pids/) in its folder; `make demo` starts its servers from the kit's environments (.venv/).
 """
 

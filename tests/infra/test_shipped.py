@@ -218,6 +218,9 @@ def test_every_shipped_module_runs_in_the_platform_the_cli_or_an_image():
         for file in re.findall(r"local:///opt/mlkit/(\S+?\.py)", template.read_text()):
             entries.append(".".join(Path(file).with_suffix("").parts))  # a SparkApplication's main file
     entries += COMMANDS
+    # `mlkit verify` hands its checks to pytest, which collects them, and copies its probes into the pods it starts.
+    for script in [*(REPO / "infra/verify/checks").glob("*.py"), *(REPO / "infra/verify/probes").glob("*.py")]:
+        entries.append(".".join(script.relative_to(REPO).with_suffix("").parts))
     seen, todo = set(), [e for e in entries if e in shipped] + [f"{e}.__main__" for e in entries]
     while todo:
         name = todo.pop()

@@ -12,7 +12,7 @@ from infra.verify.host import cluster_processes, kit_processes, listeners, recor
 @pytest.fixture(scope="session")
 def cluster_dir(deployment):
     if deployment.local_cluster is None:
-        pytest.skip("the cluster is not the kit's local control plane (mlkit_dev.simcluster)")
+        pytest.skip("the cluster is not the kit's local control plane (`make cluster`)")
     return deployment.local_cluster
 
 
