@@ -130,7 +130,7 @@ def test_an_admitted_privileged_pod_is_reported_as_a_failure(stack):
     assert result.returncode == 1, result.stdout + result.stderr
     [check] = json.loads(result.stdout)["checks"]
     assert check["status"] == "failed"
-    assert check["detail"] == "a privileged pod was admitted in namespace fraud (enforce: 'privileged')"
+    assert check["detail"] == "a privileged pod was admitted in namespace fraud (enforce: privileged)"
 
 
 def test_the_demos_servers_count_as_kit_listeners_and_stay_on_loopback(stack, tmp_path):
