@@ -288,5 +288,5 @@ def test_the_host_checks_are_not_applicable_to_a_remote_cluster():
         ("host.keys-and-kubeconfig-are-private", Status.NOT_APPLICABLE),
         ("host.every-cluster-process-is-stopped-by-its-stop-command", Status.NOT_APPLICABLE),
     ]
-    assert {r.detail for r in results} == {"the cluster is not the kit's local control plane (mlkit_dev.simcluster)"}
+    assert {r.detail for r in results} == {"the cluster is not the kit's local control plane (`make cluster`)"}
     assert all(r.proves for r in results)

@@ -115,9 +115,14 @@ class LiveStack:
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         command = [str(BIN / "pulumi"), *args, "--stack", self.name, "--non-interactive"]
-        result = subprocess.run(
-            command, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+        try:
+            result = subprocess.run(
+                command, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as timed_out:  # say which resources it was still waiting on
+            output = timed_out.output or b""
+            output = output.decode(errors="replace") if isinstance(output, bytes) else output
+            raise AssertionError(f"pulumi {' '.join(args)} ran past {timeout:.0f} s:\n{output[-8000:]}") from None
         if check and result.returncode:
             raise AssertionError(
                 f"pulumi {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
