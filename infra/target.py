@@ -161,6 +161,9 @@ class ClusterTarget(ABC):
     egress: tuple[EgressRule, ...] = ()
     # Taints the target puts on a pool's nodes by itself (AKS: spot pools), besides the user's and the GPU taint.
     imposed_taints: Mapping[str, tuple[Taint, ...]] = MappingProxyType({})
+    # How kubelets pull the kit's images (its own pods and, through the team profile, the charts'): Always
+    # checks a pod's right to a private image at every start; a target that side-loads images says IfNotPresent.
+    image_pull_policy: Literal["Always", "IfNotPresent"] = "Always"
 
     def placements(self) -> dict[str, PoolPlacement]:
         """Per pool: the node selector and every toleration a pod needs to run there."""

@@ -17,6 +17,9 @@ KUBE_PROMETHEUS_STACK = "79.5.0"
 # Images the platform runs (tags, pinned). The kit's own images (workloads/*/Dockerfile) are built
 # and pushed by `make images REGISTRY=...` to the registry in the stack's `mlkit:images`.
 KIT_IMAGE_TAG = "0.1.0"  # the kit release the images are built from
+# The user the kit's images run as (USER in workloads/{serving,training,mlflow}/Dockerfile), and the runAsUser and
+# runAsGroup of the kit's pods (charts/, infra/components/): above 10000, clear of the users a node's host defines.
+KIT_IMAGE_USER = 10001
 MLFLOW_IMAGE = "mlkit-mlflow"  # workloads/mlflow/Dockerfile
 POSTGRES_IMAGE = "postgres:17.6"
 PUSHGATEWAY_IMAGE = "prom/pushgateway:v1.11.4"  # the batch jobs' metrics (infra/components/monitoring.py)

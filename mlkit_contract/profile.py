@@ -93,6 +93,9 @@ class TeamProfile(ProfileModel):
     mlflow: Mlflow
     # The platform's Prometheus Pushgateway (in-cluster URL), where batch jobs push their metrics; None: monitoring is off.
     pushgateway: str | None = None
+    # How kubelets pull the kit's images: Always, so each start checks the pod's right to the image (the tags are
+    # immutable pins); IfNotPresent where the target side-loads images into its nodes (kind), with no registry.
+    image_pull_policy: Literal["Always", "IfNotPresent"] = "Always"
 
     @model_validator(mode="after")
     def _paths_inside_root(self) -> TeamProfile:

@@ -144,6 +144,7 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
         )
         self.gpu = gpu_scheduling(list(args.node_pools), device_plugin_managed=False)
         self.storage_class = "standard"  # kind's local-path provisioner
+        self.image_pull_policy = "IfNotPresent"  # `make images KIND_CLUSTER=...` loads images into the nodes
         self.register_outputs({"clusterName": cfg.cluster_name})
 
     def _key_pair(self, key: str) -> tuple[pulumi.Output[str], pulumi.Output[str]]:

@@ -12,6 +12,21 @@ from infra.sources import Sources
 from infra.target import Access, ClusterTarget
 
 PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
+# The label TeamWorkspace gives each team namespace (its value the team).
+TEAM_LABEL = "mlkit.io/team"
+TEAM_NAMESPACES: k8s.networking.v1.NetworkPolicyPeerArgsDict = {
+    "namespace_selector": {"match_expressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}
+}
+
+
+def namespaces_named(*names: str) -> k8s.networking.v1.NetworkPolicyPeerArgsDict:
+    return {
+        "namespace_selector": {
+            "match_expressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(names)}]
+        }
+    }
+
+
 # What Pod Security's "restricted" level asks of every container the kit writes itself, and a read-only
 # root filesystem (the policy pack's kit-workloads-hardened): what a container writes goes to a volume.
 RESTRICTED: k8s.core.v1.SecurityContextArgsDict = {
@@ -21,6 +36,22 @@ RESTRICTED: k8s.core.v1.SecurityContextArgsDict = {
     "capabilities": {"drop": ["ALL"]},
     "seccomp_profile": {"type": "RuntimeDefault"},
 }
+
+# What an upstream operator's container gets where its chart takes a resources value: a request to be
+# scheduled with, a memory limit, and a bound on what it writes to the node's disk (no CPU limit, as ours).
+OPERATOR_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+    "limits": {"memory": "1Gi", "ephemeral-storage": "512Mi"},
+}
+# Upstream images are pulled at each start: a pinned tag, and the node's copy is checked against the registry.
+ALWAYS_PULL = {"pullPolicy": "Always"}
+
+
+def pod_security(user: int) -> k8s.core.v1.PodSecurityContextArgsDict:
+    """A pod's security context: non-root as ``user`` (a group of the same number, which owns its volumes)."""
+    return {"run_as_non_root": True, "run_as_user": user, "run_as_group": user, "fs_group": user}
+
+
 # The same, as Helm values spell it: for upstream charts that take a container securityContext.
 RESTRICTED_VALUES = {
     "runAsNonRoot": True,
@@ -50,12 +81,19 @@ class HttpProbes(TypedDict):
     liveness_probe: k8s.core.v1.ProbeArgsDict
 
 
-def http_probes(ready: str, live: str, *, live_delay_s: int) -> HttpProbes:
-    """Readiness and liveness probes over the container's `http` port."""
+def http_probes(ready: str, live: str | None, *, live_delay_s: int) -> HttpProbes:
+    """Readiness and liveness probes over the container's `http` port.
+
+    ``live`` None: the server has one health endpoint, and liveness only checks that it accepts connections,
+    so a server too busy to answer in time is taken out of its Service, not restarted.
+    """
+    liveness: k8s.core.v1.ProbeArgsDict = (
+        {"tcp_socket": {"port": "http"}} if live is None else {"http_get": {"path": live, "port": "http"}}
+    )
     return {
         "readiness_probe": {"http_get": {"path": ready, "port": "http"}, "period_seconds": 10},
         "liveness_probe": {
-            "http_get": {"path": live, "port": "http"},
+            **liveness,
             "initial_delay_seconds": live_delay_s,
             "period_seconds": 20,
         },
@@ -95,6 +133,28 @@ class PlatformComponent(pulumi.ComponentResource):
             f"{self.name}-ns-{name}",
             metadata={"name": name, "labels": {**PART_OF, **pod_security_labels(pod_security), **(labels or {})}},
             opts=self.k8s_opts,
+        )
+
+    def ingress_policy(
+        self,
+        key: str,
+        namespace: str,
+        pods: dict[str, str],
+        port: int,
+        peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict],
+        *depends_on: pulumi.Resource,
+    ) -> k8s.networking.v1.NetworkPolicy:
+        """Only ``peers`` reach the ``pods`` (by labels), and only on ``port``. Egress stays open: the object
+        store, a managed database and the cloud's identity endpoints differ per target."""
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self.name}-{key}-ingress",
+            metadata={"name": f"{key}-ingress", "namespace": namespace, "labels": PART_OF},
+            spec={
+                "pod_selector": {"match_labels": pods},
+                "policy_types": ["Ingress"],
+                "ingress": [{"from_": peers, "ports": [{"protocol": "TCP", "port": port}]}],
+            },
+            opts=self.opts(*depends_on),
         )
 
     def release(

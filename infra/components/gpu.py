@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.components.base import PlatformComponent
+from infra.components.base import ALWAYS_PULL, OPERATOR_RESOURCES, PlatformComponent
 from infra.config import GpuPlugin
 from infra.target import GPU_NODE_LABEL, ClusterTarget
 
@@ -29,6 +29,8 @@ class GpuDevicePlugin(PlatformComponent):
             namespace.metadata.name,
             {
                 "tolerations": self.target.gpu.tolerations,
+                "image": ALWAYS_PULL,
+                "resources": OPERATOR_RESOURCES,
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": gpu_nodes}},
             },
             namespace,

@@ -19,7 +19,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import versions
-from infra.components.base import PART_OF, RESTRICTED, PlatformComponent, bound_service_account, http_probes
+from infra.components.base import (
+    PART_OF,
+    RESTRICTED,
+    TEAM_NAMESPACES,
+    PlatformComponent,
+    bound_service_account,
+    http_probes,
+    namespaces_named,
+    pod_security,
+)
+from infra.components.pipelines import NAMESPACE as PIPELINES_NAMESPACE
 from infra.config import Mlflow as MlflowConfig
 from infra.target import ClusterTarget
 from mlkit_contract import CREDENTIALS_SECRET
@@ -30,6 +40,8 @@ NAMESPACE = "mlflow"
 TMP_VOLUME: k8s.core.v1.VolumeArgsDict = {"name": "tmp", "empty_dir": {}}  # unbounded, as the root filesystem was
 TMP_MOUNT: k8s.core.v1.VolumeMountArgsDict = {"name": "tmp", "mount_path": "/tmp"}
 PORT = 5000
+SERVER_POD = {"app.kubernetes.io/name": "mlflow"}  # the labels its pods carry
+POSTGRES_POD = {"app.kubernetes.io/name": "mlflow-postgres"}
 ARTIFACT_PREFIX = "mlflow"
 URL = f"http://mlflow.{NAMESPACE}.svc.cluster.local:{PORT}"  # how team pods reach it (the team profile's trackingUri)
 # The in-cluster names clients reach the server by, and a port-forward's localhost.
@@ -83,7 +95,7 @@ class Mlflow(PlatformComponent):
         ]
         if target.object_store.endpoint:
             env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": target.object_store.endpoint})
-        labels = {"app.kubernetes.io/name": "mlflow", **PART_OF}
+        labels = {**SERVER_POD, **PART_OF}
         auth_mounts: list[k8s.core.v1.VolumeMountArgsDict] = [
             {"name": "auth", "mount_path": auth.AUTH_DIR, "read_only": True},
             {"name": "users", "mount_path": auth.USERS_DIR, "read_only": True},
@@ -93,7 +105,7 @@ class Mlflow(PlatformComponent):
             metadata={"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
             spec={
                 "replicas": 1,
-                "selector": {"match_labels": {"app.kubernetes.io/name": "mlflow"}},
+                "selector": {"match_labels": SERVER_POD},
                 "template": {
                     "metadata": {
                         "labels": {**labels, **binding.pod_labels},
@@ -102,18 +114,19 @@ class Mlflow(PlatformComponent):
                     },
                     "spec": {
                         "service_account_name": "mlflow",
-                        "security_context": {"run_as_non_root": True, "run_as_user": 1000, "fs_group": 1000},
+                        "security_context": pod_security(versions.KIT_IMAGE_USER),
                         # The teams' users into the auth store before the server answers anyone.
                         "init_containers": [
                             {
                                 "name": "sync-users",
                                 "image": image,
+                                "image_pull_policy": self.target.image_pull_policy,
                                 "args": ["python", auth.IMAGE_PATH, "sync", "--users", auth.USERS_DIR],
                                 "env": env,
                                 "volume_mounts": [*auth_mounts, TMP_MOUNT],
                                 "resources": {
-                                    "requests": {"cpu": "100m", "memory": "256Mi"},
-                                    "limits": {"memory": "512Mi"},
+                                    "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+                                    "limits": {"memory": "512Mi", "ephemeral-storage": "256Mi"},
                                 },
                                 "security_context": RESTRICTED,
                             }
@@ -122,6 +135,7 @@ class Mlflow(PlatformComponent):
                             {
                                 "name": "mlflow",
                                 "image": image,
+                                "image_pull_policy": self.target.image_pull_policy,
                                 "args": [
                                     *auth.server_args(
                                         host="0.0.0.0",
@@ -139,10 +153,10 @@ class Mlflow(PlatformComponent):
                                 "env_from": [{"secret_ref": {"name": "mlflow-object-store"}}]
                                 if binding.credentials
                                 else [],
-                                **http_probes("/health", "/health", live_delay_s=30),
+                                **http_probes("/health", None, live_delay_s=30),
                                 "resources": {
-                                    "requests": {"cpu": "250m", "memory": "512Mi"},
-                                    "limits": {"memory": "2Gi"},
+                                    "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "256Mi"},
+                                    "limits": {"memory": "2Gi", "ephemeral-storage": "2Gi"},
                                 },
                                 "security_context": RESTRICTED,
                             }
@@ -161,10 +175,14 @@ class Mlflow(PlatformComponent):
             f"{name}-service",
             metadata={"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
             spec={
-                "selector": {"app.kubernetes.io/name": "mlflow"},
+                "selector": SERVER_POD,
                 "ports": [{"name": "http", "port": PORT, "target_port": "http"}],
             },
             opts=self.opts(namespace),
+        )
+        # Teams and pipeline steps (KFP runs them in its namespace) reach the server; MLflow authenticates each.
+        self.ingress_policy(
+            "mlflow", NAMESPACE, SERVER_POD, PORT, [TEAM_NAMESPACES, namespaces_named(PIPELINES_NAMESPACE)], namespace
         )
         self.url = URL
         self.register_outputs({"url": self.url})
@@ -228,22 +246,24 @@ class Mlflow(PlatformComponent):
             string_data={"POSTGRES_PASSWORD": password.result},
             opts=self.opts(namespace),
         )
-        labels = {"app.kubernetes.io/name": "mlflow-postgres", **PART_OF}
+        labels = {**POSTGRES_POD, **PART_OF}
         k8s.apps.v1.StatefulSet(
             f"{self.name}-postgres",
             metadata={"name": "mlflow-postgres", "namespace": NAMESPACE, "labels": labels},
             spec={
                 "service_name": "mlflow-postgres",
                 "replicas": 1,
-                "selector": {"match_labels": {"app.kubernetes.io/name": "mlflow-postgres"}},
+                "selector": {"match_labels": POSTGRES_POD},
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "security_context": {"run_as_non_root": True, "run_as_user": 999, "fs_group": 999},
+                        # Not the image's own postgres user (999): its entrypoint runs initdb as any user (nss_wrapper).
+                        "security_context": pod_security(versions.KIT_IMAGE_USER),
                         "containers": [
                             {
                                 "name": "postgres",
                                 "image": versions.POSTGRES_IMAGE,
+                                "image_pull_policy": "Always",  # from its public registry on every target
                                 "env": [
                                     {"name": "POSTGRES_DB", "value": "mlflow"},
                                     {"name": "POSTGRES_USER", "value": "mlflow"},
@@ -261,8 +281,8 @@ class Mlflow(PlatformComponent):
                                     {"name": "socket", "mount_path": "/var/run/postgresql"},
                                 ],
                                 "resources": {
-                                    "requests": {"cpu": "250m", "memory": "512Mi"},
-                                    "limits": {"memory": "1Gi"},
+                                    "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "256Mi"},
+                                    "limits": {"memory": "1Gi", "ephemeral-storage": "1Gi"},
                                 },
                                 "security_context": RESTRICTED,
                             }
@@ -283,12 +303,21 @@ class Mlflow(PlatformComponent):
             },
             opts=self.opts(namespace),
         )
+        # The database answers the tracking server only.
+        self.ingress_policy(
+            "mlflow-postgres",
+            NAMESPACE,
+            POSTGRES_POD,
+            5432,
+            [{"pod_selector": {"match_labels": SERVER_POD}}],
+            namespace,
+        )
         k8s.core.v1.Service(
             f"{self.name}-postgres",
             metadata={"name": "mlflow-postgres", "namespace": NAMESPACE, "labels": labels},
             spec={
                 "cluster_ip": "None",
-                "selector": {"app.kubernetes.io/name": "mlflow-postgres"},
+                "selector": POSTGRES_POD,
                 "ports": [{"name": "postgres", "port": 5432}],
             },
             opts=self.opts(namespace),

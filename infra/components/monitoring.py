@@ -18,7 +18,17 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.components.alerts import rule_groups
-from infra.components.base import PART_OF, RESTRICTED, PlatformComponent, http_probes
+from infra.components.base import (
+    ALWAYS_PULL,
+    OPERATOR_RESOURCES,
+    PART_OF,
+    RESTRICTED,
+    TEAM_LABEL,
+    TEAM_NAMESPACES,
+    PlatformComponent,
+    http_probes,
+    pod_security,
+)
 from infra.config import Monitoring as MonitoringConfig
 from infra.target import ClusterTarget
 
@@ -41,9 +51,6 @@ def dashboards() -> dict[str, str]:
 class Monitoring(PlatformComponent):
     def __init__(self, name: str, target: ClusterTarget, config: MonitoringConfig, opts=None, sources=None):
         super().__init__("Monitoring", name, target, opts, sources)
-        # The label TeamWorkspace gives team namespaces (teams.py imports this module, hence here).
-        from infra.components.teams import TEAM_LABEL
-
         namespace = self.namespace(
             # The chart's node-exporter DaemonSet reads the host (hostNetwork, hostPID, hostPath /proc and /sys).
             NAMESPACE,
@@ -89,7 +96,11 @@ class Monitoring(PlatformComponent):
                     }
                 },
                 # The operator's webhook (failurePolicy: Fail on PrometheusRules) is served by its pod.
-                "prometheusOperator": {"admissionWebhooks": {"enabled": target.pods_run}},
+                "prometheusOperator": {
+                    "admissionWebhooks": {"enabled": target.pods_run},
+                    "image": ALWAYS_PULL,
+                    "resources": OPERATOR_RESOURCES,
+                },
                 "grafana": {
                     "sidecar": {
                         "dashboards": {
@@ -166,13 +177,13 @@ class Monitoring(PlatformComponent):
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        # The image's own user, nobody.
-                        "security_context": {"run_as_non_root": True, "run_as_user": 65534, "fs_group": 65534},
+                        "security_context": pod_security(65534),  # the image's own user, nobody
                         "automount_service_account_token": False,
                         "containers": [
                             {
                                 "name": PUSHGATEWAY,
                                 "image": versions.PUSHGATEWAY_IMAGE,
+                                "image_pull_policy": "Always",  # from its public registry on every target
                                 # Pushed groups survive a container restart (not a new pod: the
                                 # next run of each job pushes again).
                                 "args": [
@@ -183,8 +194,8 @@ class Monitoring(PlatformComponent):
                                 "ports": [{"name": "http", "container_port": PUSHGATEWAY_PORT}],
                                 **http_probes("/-/ready", "/-/healthy", live_delay_s=10),
                                 "resources": {
-                                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                                    "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"},
+                                    "limits": {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "512Mi"},
                                 },
                                 "security_context": RESTRICTED,
                                 "volume_mounts": [{"name": "data", "mount_path": "/data"}],
@@ -195,6 +206,15 @@ class Monitoring(PlatformComponent):
                 },
             },
             opts=self.opts(namespace),
+        )
+        # Team batch jobs push, Prometheus (this namespace) scrapes; nothing else reaches the unauthenticated API.
+        self.ingress_policy(
+            "pushgateway",
+            NAMESPACE,
+            PUSHGATEWAY_POD,
+            PUSHGATEWAY_PORT,
+            [TEAM_NAMESPACES, {"pod_selector": {}}],
+            namespace,
         )
         k8s.core.v1.Service(
             f"{self.name}-pushgateway",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.components.base import RESTRICTED_VALUES, PlatformComponent
+from infra.components.base import ALWAYS_PULL, RESTRICTED_VALUES, PlatformComponent
 from infra.config import SeldonCore as SeldonCoreConfig
 from infra.target import WEBHOOK_PORTS, ClusterTarget
 
@@ -21,6 +21,7 @@ class SeldonCore(PlatformComponent):
             namespace.metadata.name,
             {
                 "usageMetrics": {"enabled": False},
+                "image": ALWAYS_PULL,
                 "istio": {"enabled": False},
                 "ambassador": {"enabled": False},
                 "crd": {"create": True},

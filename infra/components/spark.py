@@ -7,7 +7,7 @@ from xml.sax.saxutils import escape
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.base import PART_OF, PlatformComponent
+from infra.components.base import ALWAYS_PULL, OPERATOR_RESOURCES, PART_OF, PlatformComponent
 from infra.config import SparkOperator as SparkOperatorConfig
 from infra.target import WEBHOOK_PORTS, ClusterTarget
 
@@ -42,8 +42,14 @@ class SparkOperator(PlatformComponent):
                     "serviceAccount": {"create": False},
                     "rbac": {"create": False},
                 },
+                "image": ALWAYS_PULL,
+                "controller": {"resources": OPERATOR_RESOURCES},
                 # Its mutating webhook sets pod fields; served by the operator pod, so only where pods run.
-                "webhook": {"enable": target.pods_run, "port": WEBHOOK_PORTS["spark-operator"]},
+                "webhook": {
+                    "enable": target.pods_run,
+                    "port": WEBHOOK_PORTS["spark-operator"],
+                    "resources": OPERATOR_RESOURCES,
+                },
                 "prometheus": {
                     "metrics": {"enable": True},
                     "podMonitor": {"create": monitoring is not None, "labels": {}},

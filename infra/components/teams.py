@@ -11,13 +11,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components import mlflow, monitoring, pipelines
-from infra.components.base import PART_OF, PlatformComponent, bound_service_account, store_keys_secret
+from infra.components.base import (
+    PART_OF,
+    TEAM_LABEL,
+    PlatformComponent,
+    bound_service_account,
+    namespaces_named,
+    store_keys_secret,
+)
 from infra.components.spark import HADOOP_CONFIGMAP, hadoop_configmap
 from infra.config import Team
 from infra.target import ClusterTarget
 from mlkit_contract import CREDENTIALS_SECRET, PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
 
-TEAM_LABEL = "mlkit.io/team"
 # Namespaces team pods may call: the tracking server, pipelines, and the kind target's object store.
 PLATFORM_NAMESPACES = [mlflow.NAMESPACE, pipelines.NAMESPACE, "mlkit-system"]
 # What a team's own workloads run as: Spark jobs (which also start executor pods), and everything else.
@@ -203,6 +209,7 @@ class TeamWorkspace(PlatformComponent):
                 },
                 "mlflow": {"trackingUri": mlflow_uri, "credentialsSecret": CREDENTIALS_SECRET},
                 "pushgateway": self.pushgateway,
+                "imagePullPolicy": target.image_pull_policy,
             }
             return TeamProfile.model_validate(profile).to_json()
 
@@ -223,15 +230,6 @@ class TeamWorkspace(PlatformComponent):
                 opts=self.opts(after_ns),
             )
 
-        def namespaces(*names: str) -> k8s.networking.v1.NetworkPolicyPeerArgsDict:
-            return {
-                "namespace_selector": {
-                    "match_expressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(names)}
-                    ]
-                }
-            }
-
         policy("default-deny", {"pod_selector": {}, "policy_types": ["Ingress", "Egress"]})
         policy(
             "same-namespace",
@@ -249,17 +247,19 @@ class TeamWorkspace(PlatformComponent):
                 "policy_types": ["Egress"],
                 "egress": [
                     {
-                        "to": [namespaces("kube-system")],
+                        "to": [namespaces_named("kube-system")],
                         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
                     }
                 ],
             },
         )
-        platform: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = [{"to": [namespaces(*PLATFORM_NAMESPACES)]}]
+        platform: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = [
+            {"to": [namespaces_named(*PLATFORM_NAMESPACES)]}
+        ]
         if self.pushgateway:
             # The batch jobs push their metrics; the rest of the monitoring namespace stays closed.
             pushgateway: k8s.networking.v1.NetworkPolicyPeerArgsDict = {
-                **namespaces(monitoring.NAMESPACE),
+                **namespaces_named(monitoring.NAMESPACE),
                 "pod_selector": {"match_labels": monitoring.PUSHGATEWAY_POD},
             }
             platform.append({"to": [pushgateway], "ports": [{"protocol": "TCP", "port": monitoring.PUSHGATEWAY_PORT}]})
@@ -283,6 +283,6 @@ class TeamWorkspace(PlatformComponent):
             {
                 "pod_selector": {},
                 "policy_types": ["Ingress"],
-                "ingress": [{"from_": [namespaces(monitoring.NAMESPACE, "seldon-system", "spark-operator")]}],
+                "ingress": [{"from_": [namespaces_named(monitoring.NAMESPACE, "seldon-system", "spark-operator")]}],
             },
         )

@@ -14,6 +14,7 @@ import yaml
 from testinfra.host import Host
 
 from infra.components.base import RESTRICTED
+from infra.versions import KIT_IMAGE_USER
 from mlkit_contract import PROFILE_CONFIGMAP, PROFILE_MOUNT, TeamProfile
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"  # kwok manages (simulates) the nodes annotated with it: `fake`
@@ -103,7 +104,7 @@ def probe_pod(
 
     It meets the restricted Pod Security level team namespaces enforce, unless ``privileged``.
     """
-    security = {**RESTRICTED, "runAsUser": 1000}
+    security = {**RESTRICTED, "runAsUser": KIT_IMAGE_USER, "runAsGroup": KIT_IMAGE_USER}
     security = {_camel(k): v for k, v in security.items()}
     if privileged:
         security = {"privileged": True, "allowPrivilegeEscalation": True}

@@ -231,11 +231,15 @@ def test_the_retraining_job_runs_the_training_image_as_the_team(tmp_path):
     assert env["MLFLOW_TRACKING_URI"] == PROFILE["mlflow"]["trackingUri"] and env["MLKIT_TEAM"] == PROFILE["team"]
     refs = [source["secretRef"] for source in container["envFrom"]]
     assert refs == [{"name": PROFILE["storeKeysSecret"]["models"]}, {"name": "mlflow-credentials", "optional": True}]
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "4Gi", "ephemeral-storage": "1Gi"},
+        "limits": {"memory": "8Gi", "ephemeral-storage": "10Gi"},
+    }
     assert "tolerations" not in pod
     # With GPUs: the profile's resource name, tolerations and node selector.
     gpu = pod_of(render("drift-monitor", with_value("retrain.gpu", 1), tmp_path))
-    assert gpu["containers"][0]["resources"]["limits"] == {"memory": "8Gi", PROFILE["gpu"]["resourceName"]: 1}
+    limits = {"memory": "8Gi", "ephemeral-storage": "10Gi", PROFILE["gpu"]["resourceName"]: 1}
+    assert gpu["containers"][0]["resources"]["limits"] == limits
     assert gpu["tolerations"] == PROFILE["gpu"]["tolerations"]
 
 

@@ -37,10 +37,11 @@ def test_autoscaling_resources_security_and_probes(tmp_path):
         and pod["serviceAccountName"] == PROFILE["serviceAccounts"]["models"]
     )
     container = pod["containers"][0]
-    assert (
-        container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
-        and container["resources"]["limits"]["memory"] == "1Gi"
-    )
+    assert container["resources"]["requests"] == {
+        "cpu": "500m",
+        "memory": "512Mi",
+        "ephemeral-storage": "256Mi",
+    } and container["resources"]["limits"] == {"memory": "1Gi", "ephemeral-storage": "1Gi"}
     assert (
         container["securityContext"]["allowPrivilegeEscalation"] is False
         and container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -18,7 +18,7 @@ import yaml
 from infra import versions
 from infra.components import alerts, monitoring
 from infra.components.alerts import rule_groups
-from infra.components.teams import TEAM_LABEL
+from infra.components.base import TEAM_LABEL
 from infra.config import LATENCY_TOP_BUCKET_SECONDS, Alerts
 from infra.stack import REPO_ROOT, StackConfigError, parse_stack
 from mlkit_contract import PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
@@ -59,7 +59,7 @@ def test_the_pushgateway_runs_pinned_non_root_and_limited(mocks):
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory", "ephemeral-storage"}
     assert container["ports"] == [{"name": "http", "containerPort": monitoring.PUSHGATEWAY_PORT}]
     assert mocks.depends_on[deployment.name] - NODES == {f"mlkit-monitoring-ns-{monitoring.NAMESPACE}"}
 

@@ -20,6 +20,7 @@ from infra.verify import Deployment, run_checks
 from infra.verify.host import Listener, listeners
 from infra.verify.kube import Kube, probe_pod, simulated_nodes
 from infra.verify.report import CheckResult, Status, exit_code, summary_line, table, to_json
+from infra.versions import KIT_IMAGE_USER
 from mlkit_contract import TeamProfile
 from tests.infra.helpers import assert_cli, run_cli
 
@@ -229,7 +230,7 @@ def test_probe_pods_meet_the_restricted_level_and_run_as_the_team():
     # What Pod Security's restricted level asks of every container (the kit's RESTRICTED may add more).
     assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]} and security["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert security["runAsUser"] == 1000
+    assert security["runAsUser"] == security["runAsGroup"] == KIT_IMAGE_USER
     assert pod["spec"]["serviceAccountName"] == "ml" and pod["metadata"]["labels"]["mlkit.io/verify-run"] == "run1"
     privileged = probe_pod("p", team, "img", "run1", command=["sleep", "1"], privileged=True)
     assert privileged["spec"]["containers"][0]["securityContext"]["privileged"] is True

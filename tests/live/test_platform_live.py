@@ -14,6 +14,7 @@ import subprocess
 import pytest
 import yaml
 
+from infra.versions import KIT_IMAGE_USER
 from mlkit_contract import PROFILE_CONFIGMAP, PROFILE_KEY, TeamProfile
 from mlkit_dev.simcluster import BIN
 from tests.charts.test_feature_job_chart import SPECS
@@ -112,7 +113,11 @@ def pod(name: str, namespace: str, gpus: int = 0, tolerate: bool = True) -> dict
     resources = {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
     spec = {
         # What Pod Security `restricted`, enforced in team namespaces, asks of every pod there.
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": KIT_IMAGE_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [
             {
                 "name": "main",

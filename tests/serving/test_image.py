@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from infra.versions import KIT_IMAGE_USER
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "workloads" / "serving" / "Dockerfile").read_text()
 
@@ -40,4 +42,4 @@ def test_the_copied_code_imports_on_its_own(tmp_path):
 def test_the_image_runs_the_supervised_wrapper_as_pid_1_without_root():
     # The supervisor, not seldon-core-microservice itself: it forwards SIGTERM to the whole tree (server.py).
     assert re.search(r'^CMD exec python -m workloads.serving.server "\$MODEL_NAME"', DOCKERFILE, flags=re.M)
-    assert re.search(r"^USER 1000$", DOCKERFILE, flags=re.M)
+    assert re.search(rf"^USER {KIT_IMAGE_USER}:{KIT_IMAGE_USER}$", DOCKERFILE, flags=re.M)

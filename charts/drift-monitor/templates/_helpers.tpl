@@ -93,9 +93,9 @@ a relative path is taken under it. Called with (dict "key" <value name> "uri" <v
 {{/* What every pod of this chart runs with: non-root, no privileges, a read-only root with a writable /tmp. */}}
 {{- define "drift-monitor.podSecurity" -}}
 runAsNonRoot: true
-runAsUser: 1000
-runAsGroup: 1000
-fsGroup: 1000
+runAsUser: 10001  {{- /* the image's user (workloads/training/Dockerfile) */}}
+runAsGroup: 10001
+fsGroup: 10001
 seccompProfile: {type: RuntimeDefault}
 {{- end -}}
 
@@ -186,7 +186,7 @@ spec:
       containers:
         - name: train
           image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-          imagePullPolicy: {{ .Values.image.pullPolicy }}
+          imagePullPolicy: {{ .Values.image.pullPolicy | default $profile.imagePullPolicy | default "Always" }}
           env:
             {{- include "drift-monitor.env" $profile | nindent 12 }}
             - {name: MLFLOW_TRACKING_URI, value: {{ include "drift-monitor.tracking" . | quote }}}

@@ -20,7 +20,7 @@ type: Python
 pythonVersion: "3"
 mode: cluster
 image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-imagePullPolicy: {{ .Values.image.pullPolicy }}
+imagePullPolicy: {{ .Values.image.pullPolicy | default $profile.imagePullPolicy | default "Always" }}
 mainApplicationFile: local:///opt/mlkit/workloads/features/__main__.py
 arguments:
   - ingest
