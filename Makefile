@@ -102,6 +102,10 @@ preview up destroy: setup
 	pulumi stack select --create $(STACK)
 	pulumi $@ --stack $(STACK)
 
+# kube-score over every kit chart, the platform's own objects and its upstream releases (docs/security.md).
+scan: setup cluster-tools ## scan what the sim, aws and local stacks deploy; findings in build/scan/<stack>.txt
+	.venv/infra/bin/pytest -q tests/charts/test_scan.py $(PYTEST_ARGS)
+
 # The kit's policy pack (policy/, docs/security.md) over what STACK would create: mandatory violations fail.
 policy: setup ## pulumi preview STACK with the kit's policy pack: each violation named with its resource and fix
 	mlkit validate $(STACK)
