@@ -39,8 +39,9 @@ STAGES = REPO_ROOT / ".cache" / "kwok-stages"
 DEFAULT_DIR = REPO_ROOT / ".cache" / "cluster"
 CONTEXT = "mlkit-sim"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
-# Each simulated node's allocatable CPU and memory: room for the whole platform on a few nodes.
-NODE_CPU, NODE_MEMORY, NODE_PODS = "32", "128Gi", "110"
+# Each simulated node's allocatable CPU, memory and local disk (a kubelet reports its root disk as
+# ephemeral-storage; pods that request some are unschedulable on a node without): room for the whole platform.
+NODE_CPU, NODE_MEMORY, NODE_DISK, NODE_PODS = "32", "128Gi", "200Gi", "110"
 KWOK_NODE = {"kwok.x-k8s.io/node": "fake"}
 
 
@@ -122,6 +123,8 @@ class SimCluster:
             f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=default={peer}",
             "--quota-backend-bytes=4294967296",
+            # A throwaway cluster: no fsync per write, so a slow or busy disk does not slow every API call.
+            "--unsafe-no-fsync",
         )
         self._spawn(
             "kube-apiserver",
@@ -171,7 +174,7 @@ class SimCluster:
         for pool in node_pools:
             for i in range(pool.max_size):
                 name = f"{pool.name}-{i}"
-                capacity = {"cpu": NODE_CPU, "memory": NODE_MEMORY, "pods": NODE_PODS}
+                capacity = {"cpu": NODE_CPU, "memory": NODE_MEMORY, "ephemeral-storage": NODE_DISK, "pods": NODE_PODS}
                 if pool.gpu:
                     capacity["nvidia.com/gpu"] = str(pool.gpu.count)
                 objects.append(

@@ -122,12 +122,29 @@ class LiveStack:
         except subprocess.TimeoutExpired as timed_out:  # say which resources it was still waiting on
             output = timed_out.output or b""
             output = output.decode(errors="replace") if isinstance(output, bytes) else output
-            raise AssertionError(f"pulumi {' '.join(args)} ran past {timeout:.0f} s:\n{output[-8000:]}") from None
+            raise AssertionError(
+                f"pulumi {' '.join(args)} ran past {timeout:.0f} s:\n{output[-8000:]}\n{self.unready()}"
+            ) from None
         if check and result.returncode:
             raise AssertionError(
                 f"pulumi {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
             )
         return result
+
+    def unready(self) -> str:
+        """What the cluster shows a stuck run waiting on: pods, claims, recent warnings."""
+        shown = []
+        for args in (
+            ("get", "pods", "-A", "-o", "wide"),
+            ("get", "pvc", "-A"),
+            ("get", "events", "-A", "--field-selector=type=Warning", "--sort-by=.lastTimestamp"),
+        ):
+            result = self.cluster.kubectl(*args, check=False)
+            shown.append(f"$ kubectl {' '.join(args)}\n{(result.stdout + result.stderr)[-4000:]}")
+        kwok = self.cluster.logs / "kwok.log"  # the simulator marks pods Ready: is it still alive and working?
+        if kwok.is_file():
+            shown.append(f"$ tail {kwok}\n{kwok.read_text(errors='replace')[-1500:]}")
+        return "\n".join(shown)
 
     def write_config(self) -> None:
         document = {"config": self.config}
