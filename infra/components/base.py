@@ -87,16 +87,14 @@ def http_probes(ready: str, live: str | None, *, live_delay_s: int) -> HttpProbe
     ``live`` None: the server has one health endpoint, and liveness only checks that it accepts connections,
     so a server too busy to answer in time is taken out of its Service, not restarted.
     """
-    liveness: k8s.core.v1.ProbeArgsDict = (
-        {"tcp_socket": {"port": "http"}} if live is None else {"http_get": {"path": live, "port": "http"}}
-    )
+    liveness: k8s.core.v1.ProbeArgsDict = {"initial_delay_seconds": live_delay_s, "period_seconds": 20}
+    if live is None:
+        liveness["tcp_socket"] = {"port": "http"}
+    else:
+        liveness["http_get"] = {"path": live, "port": "http"}
     return {
         "readiness_probe": {"http_get": {"path": ready, "port": "http"}, "period_seconds": 10},
-        "liveness_probe": {
-            **liveness,
-            "initial_delay_seconds": live_delay_s,
-            "period_seconds": 20,
-        },
+        "liveness_probe": liveness,
     }
 
 
