@@ -141,6 +141,21 @@ class ClusterArgs(Generic[C]):
     provider_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
+# Pod Security Admission levels, least to most strict (docs/security.md lists each namespace's and why).
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+
+
+def pod_security_labels(enforce: PodSecurityLevel) -> dict[str, str]:
+    """The API server refuses pods below ``enforce``; below restricted, it still warns and audits what
+    restricted would refuse, so a chart upgrade that could go stricter shows up in `kubectl` and the audit log."""
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+
+
 class ClusterTarget(ABC):
     """The same outputs on every target. Subclasses are ComponentResources in infra/clouds/."""
 

@@ -29,6 +29,7 @@ from infra.target import (
     IdentityBinding,
     ObjectStore,
     gpu_scheduling,
+    pod_security_labels,
     pool_labels,
     pool_taints,
     prefix_of,
@@ -132,7 +133,12 @@ class KindCluster(pulumi.ComponentResource, ClusterTarget):
         self.nodes_ready = (cluster,)
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig.stdout, opts=child)
         self._k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        self.namespace = k8s.core.v1.Namespace(f"{name}-store", metadata={"name": STORE_NAMESPACE}, opts=self._k8s)
+        # Privileged: the SeaweedFS chart keeps its data on hostPath volumes, which baseline refuses.
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-store",
+            metadata={"name": STORE_NAMESPACE, "labels": pod_security_labels("privileged")},
+            opts=self._k8s,
+        )
         self._admin = self._key_pair("admin")
         self._identities: list[pulumi.Output[dict]] = [
             pulumi.Output.all(*self._admin).apply(

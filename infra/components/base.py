@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import ChartSource
 from infra.sources import Sources
-from infra.target import Access, ClusterTarget
+from infra.target import Access, ClusterTarget, PodSecurityLevel, pod_security_labels
 
 PART_OF = {"app.kubernetes.io/part-of": "mlkit"}
 # The label TeamWorkspace gives each team namespace (its value the team).
@@ -59,21 +59,6 @@ RESTRICTED_VALUES = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-
-
-# Pod Security Admission levels, least to most strict (docs/security.md lists each namespace's and why).
-PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
-
-
-def pod_security_labels(enforce: PodSecurityLevel) -> dict[str, str]:
-    """The API server refuses pods below ``enforce``; below restricted, it still warns and audits what
-    restricted would refuse, so a chart upgrade that could go stricter shows up in `kubectl` and the audit log."""
-    return {
-        "pod-security.kubernetes.io/enforce": enforce,
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/warn": "restricted",
-        "pod-security.kubernetes.io/audit": "restricted",
-    }
 
 
 class HttpProbes(TypedDict):

@@ -324,3 +324,14 @@ def test_removing_a_team_from_config_removes_its_workspace():
     gone = both - one
     assert gone and all("fraud" in name for name in gone)
     assert not {n for n in one if "fraud" in n}
+
+
+def test_every_namespace_the_kit_creates_states_its_pod_security_level(stack):
+    # An unlabelled namespace gets the cluster's default, usually privileged, silently (kind's store did).
+    name, mocks = stack
+    namespaces = mocks.of_type("kubernetes:core/v1:Namespace")
+    assert len(namespaces) >= 5, name
+    for namespace in namespaces:
+        labels = namespace.inputs["metadata"].get("labels") or {}
+        level = labels.get("pod-security.kubernetes.io/enforce")
+        assert level in ("privileged", "baseline", "restricted"), (name, namespace.inputs["metadata"]["name"])
