@@ -41,6 +41,14 @@ def kit_chart(chart: str, profile: dict, tmp_path) -> list[dict]:
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
+def written_by_program(stack: str) -> tuple[list[dict], list[dict]]:
+    """The objects the stack's Pulumi program writes itself (under mocks), and the team profiles among them."""
+    mocks = platform_of(config_of(stack))
+    written = [manifest(r) for r in mocks.resources if r.type.startswith(KIT_OBJECTS) and "Patch" not in r.type]
+    profiles = [json.loads(o["data"][PROFILE_KEY]) for o in written if o["metadata"]["name"] == PROFILE_CONFIGMAP]
+    return written, profiles
+
+
 @dataclass(frozen=True)
 class Scan:
     findings: list[Finding]
@@ -49,11 +57,9 @@ class Scan:
 
 
 def scan(stack: str, offline_charts, kfp: Sources, tmp) -> Scan:
-    mocks = platform_of(config_of(stack))
-    written = [manifest(r) for r in mocks.resources if r.type.startswith(KIT_OBJECTS) and "Patch" not in r.type]
+    written, profiles = written_by_program(stack)
     sources = {"platform": written}
     # Each team runs each kit chart in its namespace, from the profile the platform published there.
-    profiles = [json.loads(o["data"][PROFILE_KEY]) for o in written if o["metadata"]["name"] == PROFILE_CONFIGMAP]
     assert profiles, stack
     for chart in KIT_CHARTS:
         sources[chart] = [o for p in profiles for o in in_namespace(kit_chart(chart, p, tmp), p["namespace"])]
@@ -182,9 +188,7 @@ def test_the_kits_pods_run_as_the_user_its_images_declare(tmp_path):
     for image in ("serving", "training", "mlflow"):
         text = (REPO / "workloads" / image / "Dockerfile").read_text()
         assert re.findall(r"^USER (.+)$", text, re.M)[-1] == f"{KIT_IMAGE_USER}:{KIT_IMAGE_USER}", image
-    mocks = platform_of(config_of("sim"))
-    written = [manifest(r) for r in mocks.resources if r.type.startswith(KIT_OBJECTS) and "Patch" not in r.type]
-    profile = next(json.loads(o["data"][PROFILE_KEY]) for o in written if o["metadata"]["name"] == PROFILE_CONFIGMAP)
+    written, [profile, *_] = written_by_program("sim")
     mlflow = [o for o in written if o["kind"] == "Deployment" and o["metadata"]["name"] == "mlflow"]
     rendered = [*kit_chart("model-serving", profile, tmp_path), *kit_chart("drift-monitor", profile, tmp_path)]
     contexts = pod_security_contexts([*mlflow, *rendered])
